@@ -1,0 +1,50 @@
+"""DEAP ``creator`` types, created once at import time.
+
+Importing :mod:`deapnn` (in the main process, a SCOOP worker or a spawned process)
+creates the same classes in :mod:`deap.creator`, so individuals pickle by reference
+and unpickle anywhere. :func:`define` is idempotent: importing twice neither warns
+nor replaces a class.
+
+Types:
+    ``creator.FitnessMax`` (1.0,), ``creator.FitnessMin`` (-1.0,),
+    ``creator.FitnessMulti`` (1.0, -1.0) -- e.g. accuracy up, parameter count down;
+    ``creator.Genome``, ``creator.GenomeMin``, ``creator.GenomeMulti`` -- hyperparameter
+    genomes (:class:`deapnn.genome.GenomeBase`) with those fitnesses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deap import base, creator
+
+from deapnn.genome import GenomeBase
+
+
+def define(name: str, base_type: type, **attributes: Any) -> type:
+    """Create ``creator.<name>`` unless it already exists; return the class.
+
+    Call it at import time of a module that workers import too, so that instances
+    unpickle there.
+
+    Raises:
+        TypeError: If ``creator.<name>`` exists with a different base class or weights.
+    """
+    existing = getattr(creator, name, None)
+    if existing is None:
+        creator.create(name, base_type, **attributes)
+        return getattr(creator, name)
+    if base_type not in existing.__mro__[1:]:
+        raise TypeError(f"creator.{name} already exists with bases {existing.__bases__}, not {base_type!r}")
+    weights = attributes.get("weights")
+    if weights is not None and tuple(getattr(existing, "weights", ())) != tuple(weights):
+        raise TypeError(f"creator.{name} already exists with weights {existing.weights}, not {weights}")
+    return existing
+
+
+FitnessMax = define("FitnessMax", base.Fitness, weights=(1.0,))
+FitnessMin = define("FitnessMin", base.Fitness, weights=(-1.0,))
+FitnessMulti = define("FitnessMulti", base.Fitness, weights=(1.0, -1.0))
+Genome = define("Genome", GenomeBase, fitness=FitnessMax)
+GenomeMin = define("GenomeMin", GenomeBase, fitness=FitnessMin)
+GenomeMulti = define("GenomeMulti", GenomeBase, fitness=FitnessMulti)

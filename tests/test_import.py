@@ -1,0 +1,50 @@
+import subprocess
+import sys
+import textwrap
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_import_deapnn_does_not_import_tensorflow():
+    proc = run_python(
+        """
+        import sys
+        import deapnn, deapnn.space, deapnn.toolbox, deapnn.evolve, deapnn.operators, deapnn.cache
+        heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))
+        print(heavy)
+        assert not heavy, heavy
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_creator_types_exist_and_reimport_neither_warns_nor_replaces():
+    proc = run_python(
+        """
+        import importlib, warnings
+        from deap import creator
+        import deapnn, deapnn.types
+        before = creator.Genome, creator.FitnessMax, creator.GenomeMulti
+        importlib.reload(deapnn.types)  # -W error turns any creator warning into a failure
+        assert (creator.Genome, creator.FitnessMax, creator.GenomeMulti) == before
+        assert creator.FitnessMax.weights == (1.0,)
+        assert creator.FitnessMin.weights == (-1.0,)
+        assert creator.FitnessMulti.weights == (1.0, -1.0)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_define_rejects_a_conflicting_redefinition():
+    import pytest
+    from deap import base
+
+    from deapnn.types import define
+
+    with pytest.raises(TypeError, match=r"weights \(1\.0,\)"):
+        define("FitnessMax", base.Fitness, weights=(-1.0,))

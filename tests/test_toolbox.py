@@ -1,0 +1,117 @@
+import multiprocessing
+import pickle
+
+import pytest
+from deap import algorithms, creator, tools
+
+import deapnn
+from deapnn.cache import EvaluationCache
+from deapnn.genome import make_genome
+from deapnn.problems import PolynomialFit
+from deapnn.space import Choice, IntRange, SearchSpace
+
+FINITE = SearchSpace({"a": Choice(["x", "y", "z"]), "b": IntRange(0, 9), "c": Choice([True, False])})
+
+
+def finite_fitness(genome):
+    return (genome["b"] + (genome["a"] == "z") * 3 + genome["c"] * 1.0,)
+
+
+def test_easimple_and_eamupluslambda_run_unchanged(seeded):
+    toolbox = deapnn.make_toolbox(PolynomialFit.space(), PolynomialFit(), mate="convex", mutate="convex")
+    pop = toolbox.population(n=30)
+    hof = tools.HallOfFame(3)
+    pop, log = algorithms.eaSimple(pop, toolbox, 0.6, 0.3, 10, stats=deapnn.fitness_stats(), halloffame=hof, verbose=False)
+    assert len(pop) == 30 and len(log) == 11 and all(ind.fitness.valid for ind in pop)
+    assert log.select("max")[-1] >= log.select("max")[0]
+    toolbox = deapnn.make_toolbox(FINITE, finite_fitness, mate="one_point", mutate="one_gene")
+    pop = toolbox.population(n=20)
+    pop, log = algorithms.eaMuPlusLambda(pop, toolbox, 20, 40, 0.5, 0.4, 8, halloffame=hof, verbose=False)
+    assert max(ind.fitness.values[0] for ind in pop) == 13.0  # z, 9, True
+    assert toolbox.cache.misses <= FINITE.size
+
+
+def test_cache_counts_duplicates_within_a_population():
+    cache = EvaluationCache(finite_fitness)
+    a = make_genome(FINITE, {"a": "x", "b": 1, "c": True})
+    b = make_genome(FINITE, {"a": "y", "b": 2, "c": False})
+    pop = [a, b, pickle.loads(pickle.dumps(a)), a, b]
+    fits = cache.map()(cache, pop)
+    assert fits == [(2.0,), (2.0,), (2.0,), (2.0,), (2.0,)]
+    assert (cache.misses, cache.hits) == (2, 3)
+    assert [cache(g) for g in pop] == fits and (cache.misses, cache.hits) == (2, 8)
+
+
+def test_cache_never_evaluates_a_genome_twice_during_a_run(seeded):
+    calls = []
+
+    def counting(genome):
+        calls.append(genome.key())
+        return finite_fitness(genome)
+
+    toolbox = deapnn.make_toolbox(FINITE, counting)
+    pop = toolbox.population(n=40)
+    algorithms.eaSimple(pop, toolbox, 0.5, 0.5, 15, verbose=False)
+    assert len(calls) == len(set(calls)) == toolbox.cache.misses
+    assert toolbox.cache.hits > 0
+
+
+def test_novel_children_are_remutated_until_unseen(seeded):
+    toolbox = deapnn.make_toolbox(FINITE, finite_fitness, novel=True)
+    pop = toolbox.population(n=10)
+    for ind, fit in zip(pop, toolbox.map(toolbox.evaluate, pop)):
+        ind.fitness.values = fit
+    seen = set(toolbox.cache.records)
+    for _ in range(20):  # 10 + 2 * 20 of the space's 60 genomes
+        a, b = map(toolbox.clone, pop[:2])
+        toolbox.mate(a, b)
+        assert a.key() not in seen and b.key() not in seen
+        seen |= {a.key(), b.key()}
+
+
+def test_every_registered_function_and_genomes_pickle():
+    toolbox = deapnn.make_toolbox(FINITE, finite_fitness, novel=True, select="elites_breeders")
+    for name in ("individual", "population", "mate", "mutate", "select", "evaluate", "map", "clone"):
+        assert pickle.loads(pickle.dumps(getattr(toolbox, name))) is not None, name
+    g = toolbox.individual()
+    g.fitness.values = (1.5,)
+    again = pickle.loads(pickle.dumps(g))
+    assert type(again) is creator.Genome and again == g and again.fitness.values == (1.5,)
+    assert again.space == FINITE and again.key() == g.key()
+
+
+def test_spawned_worker_processes_evaluate_genomes(seeded):
+    toolbox = deapnn.make_toolbox(PolynomialFit.space(), PolynomialFit())
+    pop = toolbox.population(n=12)
+    serial = [PolynomialFit()(g) for g in pop]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        toolbox.register("map", toolbox.cache.map(pool.map))
+        fits = toolbox.map(toolbox.evaluate, pop)
+    assert fits == serial and toolbox.cache.misses == 12
+
+
+def test_same_seed_same_run():
+    def run():
+        deapnn.seed(99)
+        toolbox = deapnn.make_toolbox(PolynomialFit.space(), PolynomialFit(), mate="convex", mutate="convex")
+        pop = toolbox.population(n=20)
+        pop, log = algorithms.eaSimple(pop, toolbox, 0.5, 0.3, 5, stats=deapnn.fitness_stats(), verbose=False)
+        return [list(g) for g in pop], log.select("max")
+
+    assert run() == run()
+
+
+def test_bad_toolbox_arguments_raise():
+    with pytest.raises(ValueError, match="unknown mate 'blend'; choose one of"):
+        deapnn.make_toolbox(FINITE, finite_fitness, mate="blend")
+    with pytest.raises(TypeError, match="space must be a SearchSpace, got"):
+        deapnn.make_toolbox({"a": [1]}, finite_fitness)
+    with pytest.raises(ValueError, match="novel=True needs cache=True"):
+        deapnn.make_toolbox(FINITE, finite_fitness, cache=False, novel=True)
+
+
+def test_polynomial_example_recovers_the_coefficients():
+    from polynomial import run
+
+    result = run(seed=0)
+    assert result["max_abs_error"] < 0.05, result["best"]
