@@ -115,3 +115,17 @@ def test_polynomial_example_recovers_the_coefficients():
 
     result = run(seed=0)
     assert result["max_abs_error"] < 0.05, result["best"]
+
+
+def two_objectives(genome):
+    return (float(genome["b"]), float(genome["b"] + (genome["a"] != "x")))
+
+
+def test_multi_objective_genomes_with_nsga2(seeded):
+    toolbox = deapnn.make_toolbox(FINITE, two_objectives, genome_type=creator.GenomeMulti, select="nsga2")
+    pop = toolbox.population(n=20)
+    pop, _ = algorithms.eaMuPlusLambda(pop, toolbox, 20, 20, 0.5, 0.5, 10, verbose=False)
+    front = tools.sortNondominated(pop, len(pop), first_front_only=True)[0]
+    # maximise b, minimise b + (a != "x"): the front holds only a == "x" genomes
+    assert all(ind["a"] == "x" for ind in front)
+    assert type(pop[0]) is creator.GenomeMulti and pop[0].fitness.weights == (1.0, -1.0)
