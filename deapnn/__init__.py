@@ -5,6 +5,7 @@ only the Keras edge modules do, when they are used.
 """
 
 from deapnn import types  # noqa: F401  (creates the creator types at import time)
+from deapnn import weights  # noqa: F401  (creates creator.WeightVector at import time)
 from deapnn.cache import EvaluationCache
 from deapnn.evolve import evolve
 from deapnn.failures import Failure, is_failure

@@ -13,7 +13,10 @@ def test_import_deapnn_does_not_import_tensorflow():
     proc = run_python(
         """
         import sys
-        import deapnn, deapnn.space, deapnn.toolbox, deapnn.evolve, deapnn.operators, deapnn.cache
+        import deapnn, deapnn.space, deapnn.toolbox, deapnn.evolve, deapnn.operators, deapnn.cache, deapnn.evonas
+        import deapnn.data, deapnn.models, deapnn.training, deapnn.baselines, deapnn.weights, deapnn.parallel
+        from deap import creator
+        assert creator.WeightVector and creator.Genome
         heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))
         print(heavy)
         assert not heavy, heavy
