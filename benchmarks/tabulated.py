@@ -1,0 +1,219 @@
+"""GA vs random search vs brute force on the tabulated digits MLP space.
+
+Every network of the space was trained once by ``make_digits_table.py``; here ``evaluate``
+looks the score up in that table, so a search costs nothing but bookkeeping and can be
+repeated over many seeds. The cost of a search is its number of *distinct* evaluations
+(cache misses: a genome the evaluation cache has seen, or one with the same canonical key,
+costs nothing). For each seed we record how many evaluations each method needs before it
+first evaluates the best network and a top-1% network:
+
+* GA - DEAP's unmodified ``eaSimple`` on a ``deapnn.make_toolbox`` toolbox whose evaluate is
+  the table lookup wrapped in the evaluation cache;
+* random search - ``deapnn.baselines.random_search`` (with ``--patience`` it is also run as
+  the seed's "give up after N evaluations without improvement" search);
+* brute force - ``deapnn.baselines.brute_force`` in grid order (DeepEvolve's ``brute.py``,
+  the same for every seed) and in a shuffled order per seed. Brute force only *knows* it has
+  the best after evaluating the whole space.
+
+To reproduce: ``python benchmarks/tabulated.py --seeds 100``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from deap import algorithms
+
+import deapnn
+from deapnn import baselines
+from deapnn.space import SearchSpace
+
+TABLE = Path(__file__).parent / "data" / "digits_mlp_table.json"
+RESULTS = Path(__file__).parent / "results"
+
+
+class TableLookup:
+    """``evaluate`` for the tabulated space: ``genome -> (accuracy,)`` by canonical key.
+
+    Every call is a real (distinct, once cached) evaluation; :attr:`trace` keeps the scores in
+    call order, so the cost of reaching a score is its position in the trace.
+    """
+
+    def __init__(self, space: SearchSpace, scores: dict[tuple, float]) -> None:
+        self.space = space
+        self.scores = scores
+        self.trace: list[float] = []
+
+    def __call__(self, genome: Any) -> tuple[float]:
+        score = self.scores[genome.key()]
+        self.trace.append(score)
+        return (score,)
+
+
+def load_table(path: Path = TABLE) -> tuple[SearchSpace, dict[tuple, float], dict]:
+    """The table's space, ``{canonical key: accuracy}`` and raw JSON."""
+    raw = json.loads(Path(path).read_text())
+    space = SearchSpace.from_dict(raw["space"])
+    scores = {}
+    for entry in raw["entries"]:  # genomes are stored canonicalised: their values are the key
+        key = tuple(entry["genome"][name] for name in space.names)
+        scores[key] = entry["accuracy"] if entry["accuracy"] is not None else 0.0
+    return space, scores, raw
+
+
+def first_reach(trace: list[float], target: float) -> float:
+    """1-based evaluation count at which ``trace`` first reaches ``target``; inf if never."""
+    for i, score in enumerate(trace, start=1):
+        if score >= target:
+            return i
+    return math.inf
+
+
+def run_ga(space: SearchSpace, scores: dict, seed: int, args: argparse.Namespace) -> list[float]:
+    """One GA run; returns the trace of distinct evaluations."""
+    deapnn.seed(seed)
+    lookup = TableLookup(space, scores)
+    toolbox = deapnn.make_toolbox(space, lookup, mate=args.mate, mutate=args.mutate,
+                                  mutate_kwargs={"indpb": args.indpb},
+                                  select_kwargs={"tournsize": args.tournsize}, novel=args.novel)
+    population = toolbox.population(n=args.population)
+    algorithms.eaSimple(population, toolbox, cxpb=args.cxpb, mutpb=args.mutpb, ngen=args.ngen,
+                        verbose=False)
+    assert toolbox.cache.misses == len(lookup.trace)
+    return lookup.trace
+
+
+def run_random(space: SearchSpace, scores: dict, seed: int, patience: int | None) -> list[float]:
+    lookup = TableLookup(space, scores)
+    baselines.random_search(lookup, space, patience=patience,
+                            max_evaluations=None if patience else len(scores),
+                            rng=random.Random(seed))
+    return lookup.trace
+
+
+def run_brute(space: SearchSpace, scores: dict, seed: int | None) -> list[float]:
+    lookup = TableLookup(space, scores)
+    baselines.brute_force(lookup, space, shuffle=seed is not None,
+                          rng=random.Random(seed) if seed is not None else None)
+    return lookup.trace
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    a = np.asarray(values, dtype=float)
+    never = 1e18  # "never reached" sorts last; a quartile that falls there is reported as None
+    q1, median, q3 = np.percentile(np.where(np.isfinite(a), a, never), [25, 50, 75])
+
+    def num(x):
+        return None if x >= never / 2 else float(x)
+
+    return {"q1": num(q1), "median": num(median), "q3": num(q3),
+            "reached": int(np.isfinite(a).sum()), "runs": len(a)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--seeds", type=int, default=100)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds are first-seed, ..., first-seed + seeds - 1")
+    parser.add_argument("--population", type=int, default=8)
+    parser.add_argument("--ngen", type=int, default=30)
+    parser.add_argument("--cxpb", type=float, default=0.5)
+    parser.add_argument("--mutpb", type=float, default=0.5)
+    parser.add_argument("--indpb", type=float, default=0.2)
+    parser.add_argument("--tournsize", type=int, default=3)
+    parser.add_argument("--mate", default="uniform", choices=["uniform", "one_point"])
+    parser.add_argument("--mutate", default="resample", choices=["resample", "one_gene"])
+    parser.add_argument("--novel", action=argparse.BooleanOptionalAction, default=True,
+                        help="re-mutate children that duplicate an evaluated genome")
+    parser.add_argument("--patience", type=int, default=25,
+                        help="random search 'gives up' after this many evaluations "
+                             "without improvement (reported separately)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "tabulated.json")
+    args = parser.parse_args()
+
+    space, scores, raw = load_table(args.table)
+    ranked = sorted(scores.values(), reverse=True)
+    n = len(ranked)
+    best = ranked[0]
+    top1 = ranked[max(1, math.ceil(0.01 * n)) - 1]
+    n_best = sum(s >= best for s in ranked)
+    n_top1 = sum(s >= top1 for s in ranked)
+    start = time.perf_counter()
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    traces = {"GA (eaSimple)": [run_ga(space, scores, s, args) for s in seeds],
+              "random search": [run_random(space, scores, s, None) for s in seeds],
+              "brute force, shuffled": [run_brute(space, scores, s) for s in seeds]}
+    grid_trace = run_brute(space, scores, None)
+    give_up = [run_random(space, scores, s, args.patience) for s in seeds]
+
+    rows = {}
+    for name, runs in traces.items():
+        rows[name] = {"best": summary([first_reach(t, best) for t in runs]),
+                      "top1": summary([first_reach(t, top1) for t in runs]),
+                      "evaluations": summary([len(t) for t in runs])}
+    rows["brute force, grid order"] = {
+        "best": summary([first_reach(grid_trace, best)]),
+        "top1": summary([first_reach(grid_trace, top1)]),
+        "evaluations": summary([len(grid_trace)])}
+    give_up_row = {"evaluations": summary([len(t) for t in give_up]),
+                   "found_top1": int(sum(max(t) >= top1 for t in give_up)),
+                   "found_best": int(sum(max(t) >= best for t in give_up)),
+                   "final_best": summary([max(t) for t in give_up])}
+
+    print(f"table: {raw['grid_size']} genomes on the grid, {n} distinct networks; best "
+          f"{best:.4f} ({n_best} networks), top-1% threshold {top1:.4f} ({n_top1} networks); "
+          f"{args.seeds} seeds")
+    print("evaluations (distinct) until the first best / top-1% network: median [q1, q3] "
+          "(runs that reached it)\n")
+
+    def fmt(s):
+        if s["median"] is None:
+            return f"not reached ({s['reached']}/{s['runs']})"
+        q3 = "never" if s["q3"] is None else f"{s['q3']:.0f}"
+        return f"{s['median']:.0f} [{s['q1']:.0f}, {q3}] ({s['reached']}/{s['runs']})"
+
+    print(f"{'method':<26}{'to best':>28}{'to top-1%':>28}{'total cost':>12}")
+    for name, row in rows.items():
+        total = row["evaluations"]["median"]
+        print(f"{name:<26}{fmt(row['best']):>28}{fmt(row['top1']):>28}{total:>12.0f}")
+    ga = rows["GA (eaSimple)"]["top1"]["median"]
+    ratios = {}
+    if ga:
+        ratios = {
+            "brute force (complete enumeration) / GA, top-1%": n / ga,
+            "brute force grid order / GA, top-1%": first_reach(grid_trace, top1) / ga,
+            "random search / GA, top-1%": (rows["random search"]["top1"]["median"] or math.inf) / ga,
+        }
+        print()
+        for label, value in ratios.items():
+            print(f"{label:<52}{value:6.1f}x")
+    print(f"\nrandom search giving up after {args.patience} evaluations without improvement: "
+          f"median {give_up_row['evaluations']['median']:.0f} evaluations, found a top-1% "
+          f"network in {give_up_row['found_top1']}/{args.seeds} runs, the best in "
+          f"{give_up_row['found_best']}/{args.seeds}")
+    report = {
+        "command": "python benchmarks/tabulated.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            if k not in ("out", "table")),
+        "table": str(args.table), "distinct": n, "grid_size": raw["grid_size"],
+        "best": best, "n_best": n_best, "top1_threshold": top1, "n_top1": n_top1,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "results": rows, "ratios": ratios, "random_search_give_up": give_up_row,
+        "seconds": time.perf_counter() - start,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Flat weight-vector neuroevolution of Keras models.
+
+All weights of a model become one float32 vector (:mod:`~deapnn.weights.codec`), individuals are
+``creator.WeightVector`` numpy arrays (:mod:`~deapnn.weights.types`), varied by vectorised DEAP-style
+operators (:mod:`~deapnn.weights.operators`, :func:`make_weight_toolbox`), evaluated a population at
+a time (:mod:`~deapnn.weights.batched`) or evolved by evolution strategies
+(:mod:`~deapnn.weights.strategies`). Importing this package does not import TensorFlow.
+"""
+
+from deapnn.weights.batched import (
+    BatchedEvaluator,
+    BatchedMap,
+    Conv2DSpec,
+    DenseSpec,
+    FlattenSpec,
+    NetworkSpec,
+    PoolSpec,
+    ReshapeSpec,
+    evaluate_chunk,
+)
+from deapnn.weights.codec import WeightCodec, WeightLayout
+from deapnn.weights.operators import (
+    cx_average,
+    cx_blend,
+    cx_two_point,
+    cx_uniform,
+    mut_gaussian,
+    sel_elitist_tournament,
+)
+from deapnn.weights.strategies import SNES, OpenAIES, centered_ranks
+from deapnn.weights.toolbox import init_normal, init_uniform, make_weight_toolbox
+from deapnn.weights.types import WeightArray, WeightVector, as_matrix, hall_of_fame
+
+__all__ = [
+    "BatchedEvaluator",
+    "BatchedMap",
+    "Conv2DSpec",
+    "DenseSpec",
+    "FlattenSpec",
+    "NetworkSpec",
+    "PoolSpec",
+    "ReshapeSpec",
+    "evaluate_chunk",
+    "WeightCodec",
+    "WeightLayout",
+    "cx_average",
+    "cx_blend",
+    "cx_two_point",
+    "cx_uniform",
+    "mut_gaussian",
+    "sel_elitist_tournament",
+    "SNES",
+    "OpenAIES",
+    "centered_ranks",
+    "init_normal",
+    "init_uniform",
+    "make_weight_toolbox",
+    "WeightArray",
+    "WeightVector",
+    "as_matrix",
+    "hall_of_fame",
+]

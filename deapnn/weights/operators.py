@@ -1,0 +1,213 @@
+"""Vectorised variation and selection operators for flat weight vectors.
+
+DEAP's own ``cxBlend``, ``cxUniform`` and ``mutGaussian`` loop over genes in Python (about 50 ms per
+100,000 weights) and ``cxTwoPoint`` swaps *views* of ndarrays, which silently corrupts numpy
+individuals (DEAP's "Inheriting from Numpy" pitfall). The operators here have the same signatures and
+semantics (individuals first, knobs after, modified in place, tuple returned) but work on whole
+arrays with numpy, and crossovers always copy before they overwrite. Randomness comes from the
+``rng`` argument (a ``numpy.random.Generator``), defaulting to :func:`deapnn.seeding.get_rng`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy
+
+from deapnn import seeding
+
+__all__ = [
+    "cx_average",
+    "cx_blend",
+    "cx_uniform",
+    "cx_two_point",
+    "mut_gaussian",
+    "sel_elitist_tournament",
+]
+
+Rng = numpy.random.Generator
+
+
+def _rng(rng: Rng | None) -> Rng:
+    return seeding.get_rng() if rng is None else rng
+
+
+def _check_pair(ind1: numpy.ndarray, ind2: numpy.ndarray) -> None:
+    if ind1.shape != ind2.shape:
+        raise ValueError(f"crossover of individuals with shapes {ind1.shape} and {ind2.shape}")
+    if numpy.shares_memory(ind1, ind2):
+        raise ValueError("crossover of two individuals that share memory (clone them first)")
+
+
+def cx_average(ind1: numpy.ndarray, ind2: numpy.ndarray) -> tuple[Any, Any]:
+    """Replace both parents by their mean (seed 004's "averaging blend").
+
+    Deterministic: both children are equal, ``(ind1 + ind2) / 2``.
+
+    Args:
+        ind1: First parent, modified in place.
+        ind2: Second parent, modified in place.
+
+    Returns:
+        ``(ind1, ind2)``.
+    """
+    _check_pair(ind1, ind2)
+    mean = (numpy.asarray(ind1) + numpy.asarray(ind2)) * numpy.float32(0.5)
+    ind1[...] = mean
+    ind2[...] = mean
+    return ind1, ind2
+
+
+def cx_blend(
+    ind1: numpy.ndarray, ind2: numpy.ndarray, alpha: float, rng: Rng | None = None
+) -> tuple[Any, Any]:
+    """DEAP's ``cxBlend`` on whole arrays.
+
+    For every position ``gamma = (1 + 2 alpha) u - alpha`` with ``u ~ U[0, 1)``, then
+    ``ind1 = (1 - gamma) x1 + gamma x2`` and ``ind2 = gamma x1 + (1 - gamma) x2``.
+
+    Args:
+        ind1: First parent, modified in place.
+        ind2: Second parent, modified in place.
+        alpha: Extent of the interval beyond the parents (``alpha >= 0``).
+        rng: Source of ``u``; default :func:`deapnn.seeding.get_rng`.
+
+    Returns:
+        ``(ind1, ind2)``.
+    """
+    if alpha < 0:
+        raise ValueError(f"cx_blend: alpha must be >= 0, got {alpha!r}")
+    _check_pair(ind1, ind2)
+    x1 = numpy.array(ind1, dtype=numpy.float32)
+    x2 = numpy.asarray(ind2)
+    gamma = _rng(rng).random(x1.shape, dtype=numpy.float32)
+    gamma *= numpy.float32(1.0 + 2.0 * alpha)
+    gamma -= numpy.float32(alpha)
+    diff = x2 - x1
+    ind1[...] = x1 + gamma * diff
+    ind2[...] = x2 - gamma * diff
+    return ind1, ind2
+
+
+def cx_uniform(
+    ind1: numpy.ndarray, ind2: numpy.ndarray, indpb: float, rng: Rng | None = None
+) -> tuple[Any, Any]:
+    """DEAP's ``cxUniform``: swap each position with probability ``indpb``.
+
+    Args:
+        ind1: First parent, modified in place.
+        ind2: Second parent, modified in place.
+        indpb: Probability of swapping each weight.
+        rng: Source of the swap mask; default :func:`deapnn.seeding.get_rng`.
+
+    Returns:
+        ``(ind1, ind2)``.
+    """
+    if not 0.0 <= indpb <= 1.0:
+        raise ValueError(f"cx_uniform: indpb must be in [0, 1], got {indpb!r}")
+    _check_pair(ind1, ind2)
+    mask = _rng(rng).random(ind1.shape) < indpb
+    tmp = ind1[mask]  # boolean indexing copies
+    ind1[mask] = ind2[mask]
+    ind2[mask] = tmp
+    return ind1, ind2
+
+
+def cx_two_point(
+    ind1: numpy.ndarray, ind2: numpy.ndarray, rng: Rng | None = None
+) -> tuple[Any, Any]:
+    """DEAP's ``cxTwoPoint`` with the copy that numpy individuals need.
+
+    ``ind1[a:b], ind2[a:b] = ind2[a:b], ind1[a:b]`` on ndarrays swaps views and leaves both
+    individuals with ``ind2``'s genes; this version copies one slice first.
+
+    Args:
+        ind1: First parent, modified in place.
+        ind2: Second parent, modified in place.
+        rng: Source of the two cut points; default :func:`deapnn.seeding.get_rng`.
+
+    Returns:
+        ``(ind1, ind2)``.
+    """
+    _check_pair(ind1, ind2)
+    size = len(ind1)
+    if size < 2:
+        return ind1, ind2
+    a, b = sorted(_rng(rng).choice(size + 1, size=2, replace=False))
+    tmp = ind1[a:b].copy()
+    ind1[a:b] = ind2[a:b]
+    ind2[a:b] = tmp
+    return ind1, ind2
+
+
+def mut_gaussian(
+    individual: numpy.ndarray,
+    mu: float,
+    sigma: float | numpy.ndarray,
+    indpb: float,
+    rng: Rng | None = None,
+) -> tuple[Any]:
+    """DEAP's ``mutGaussian`` on a whole array, with an optional per-weight ``sigma``.
+
+    Each weight is perturbed with probability ``indpb`` by ``N(mu, sigma_i)``. Passing
+    ``sigma=layout.init_std("he") * k`` (or any per-layer vector) scales the step to each layer.
+
+    Args:
+        individual: Weight vector, modified in place.
+        mu: Mean of the perturbation.
+        sigma: Standard deviation, a scalar or an array of the individual's shape.
+        indpb: Probability of perturbing each weight.
+        rng: Source of the mask and the noise; default :func:`deapnn.seeding.get_rng`.
+
+    Returns:
+        ``(individual,)``.
+    """
+    if not 0.0 <= indpb <= 1.0:
+        raise ValueError(f"mut_gaussian: indpb must be in [0, 1], got {indpb!r}")
+    rng = _rng(rng)
+    sig = numpy.asarray(sigma, dtype=numpy.float32)
+    if sig.ndim and sig.shape != individual.shape:
+        raise ValueError(
+            f"mut_gaussian: sigma has shape {sig.shape}, the individual {individual.shape}"
+        )
+    if indpb >= 1.0:
+        noise = rng.standard_normal(individual.shape, dtype=numpy.float32)
+        noise *= sig
+        if mu:
+            noise += numpy.float32(mu)
+        individual += noise
+        return (individual,)
+    idx = numpy.flatnonzero(rng.random(individual.shape[0]) < indpb)
+    noise = rng.standard_normal(idx.shape[0], dtype=numpy.float32)
+    noise *= sig[idx] if sig.ndim else sig
+    if mu:
+        noise += numpy.float32(mu)
+    individual[idx] += noise
+    return (individual,)
+
+
+def sel_elitist_tournament(
+    individuals: Sequence[Any], k: int, tournsize: int, elites: int = 1, fit_attr: str = "fitness"
+) -> list[Any]:
+    """The ``elites`` best individuals, then ``k - elites`` winners of tournaments.
+
+    With ``eaSimple`` the elites still pass through variation (each is crossed with probability
+    ``cxpb`` and mutated with ``mutpb``), so they are guaranteed *parents*, not survivors.
+    Randomness: tournaments draw from python's ``random`` (via ``tools.selTournament``).
+
+    Args:
+        individuals: Candidates.
+        k: Number to select.
+        tournsize: Tournament size.
+        elites: Number of best individuals always selected (``0 <= elites <= k``).
+        fit_attr: Fitness attribute name.
+
+    Returns:
+        List of ``k`` selected individuals (references, not copies, as in DEAP).
+    """
+    from deap import tools
+
+    if not 0 <= elites <= k:
+        raise ValueError(f"sel_elitist_tournament: elites must be in [0, k={k}], got {elites!r}")
+    best = tools.selBest(individuals, elites, fit_attr=fit_attr)
+    return best + tools.selTournament(individuals, k - elites, tournsize, fit_attr=fit_attr)

@@ -1,0 +1,182 @@
+"""KerasEvaluator and train_best on load_digits with tiny budgets (real Keras training)."""
+
+import functools
+import json
+import math
+import pickle
+import random
+
+import numpy as np
+import pytest
+
+from deapnn import data, models, training
+from deapnn.failures import Failure, is_failure
+from deapnn.genome import make_genome
+
+DIGITS = functools.partial(data.load_digits, seed=0)
+
+
+def small_mlp(**changes):
+    values = {"optimizer": "adam", "learning_rate": 3e-3, "initializer": "glorot_uniform",
+              "activation": "relu", "batch_size": 64, "use_bias": True, "batch_norm": False,
+              "input_dropout": 0.0, "neurons0": 32, "dropout0": 0.0, "neurons1": 0,
+              "dropout1": 0.0, "neurons2": 0, "dropout2": 0.0, "neurons3": 0, "dropout3": 0.0,
+              "neurons4": 0, "dropout4": 0.0}
+    values.update(changes)
+    return make_genome(models.MLP_SPACE, values)
+
+
+def nan_model(genome, input_shape, n_classes):
+    import keras
+
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Flatten()(inputs)
+    nan = keras.initializers.Constant(float("nan"))
+    outputs = keras.layers.Dense(n_classes, activation="softmax", kernel_initializer=nan)(x)
+    return keras.Model(inputs, outputs)
+
+
+def three_class_model(genome, input_shape, n_classes):
+    return models.build_mlp(genome, input_shape, 3)  # labels go up to 9: training raises
+
+
+def test_mlp_genome_trains_and_scores_on_validation():
+    evaluator = training.KerasEvaluator(DIGITS, max_epochs=2)
+    record = evaluator.evaluate(small_mlp())
+    assert not record.failed and record.epochs == 2 and not record.timed_out
+    assert record.fitness == (record.score,) and 0.5 < record.score <= 1.0
+    assert record.params == 64 * 32 + 32 + 32 * 10 + 10
+    assert set(record.history) == {"loss", "accuracy"}
+
+
+def test_evaluation_is_reproducible_and_leaves_the_ga_random_streams_alone():
+    evaluator = training.KerasEvaluator(DIGITS, max_epochs=1)
+    random.seed(5)
+    np.random.seed(5)
+    before = random.random(), np.random.random()
+    random.seed(5)
+    np.random.seed(5)
+    first = evaluator(small_mlp())
+    after = random.random(), np.random.random()
+    assert after == before
+    assert evaluator(small_mlp(dropout3=0.5)) == first  # same canonical key: same seed, same net
+
+
+def test_cnn_genome_trains():
+    genome = make_genome(models.CNN_SPACE, {
+        "conv_blocks": 2, "filters": 8, "kernel_size": 3, "pooling": "max", "activation": "relu",
+        "dense": 32, "dropout": 0.0, "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 64})
+    record = training.KerasEvaluator(DIGITS, models.build_cnn, max_epochs=1).evaluate(genome)
+    assert not record.failed and 0.1 < record.score <= 1.0
+
+
+def test_time_limit_stops_training():
+    evaluator = training.KerasEvaluator(DIGITS, max_epochs=10_000, max_training_time=0.01)
+    record = evaluator.evaluate(small_mlp(batch_size=16))
+    assert record.timed_out and record.epochs == 1 and not record.failed
+    assert 0.0 <= record.score <= 1.0  # scored as it is
+    strict = training.KerasEvaluator(DIGITS, max_epochs=10_000, max_training_time=0.01,
+                                     fail_on_timeout=True)
+    fitness = strict(small_mlp(batch_size=16))
+    assert is_failure(fitness) and "time limit of 0.01s" in fitness.reason
+
+
+def test_nan_loss_gives_a_failure_fitness_with_the_reason():
+    fitness = training.KerasEvaluator(DIGITS, nan_model, max_epochs=3)(small_mlp())
+    assert isinstance(fitness, Failure) and tuple(fitness) == (-math.inf,)
+    assert fitness.reason.startswith("non-finite training loss (nan) at epoch 1, batch 1")
+
+
+def test_an_exception_in_training_gives_a_failure_fitness_with_the_reason():
+    evaluator = training.KerasEvaluator(DIGITS, three_class_model, max_epochs=1,
+                                        objectives=("score", "params"))
+    record = evaluator.evaluate(small_mlp())
+    assert record.failed and is_failure(record.fitness)
+    assert tuple(record.fitness) == (-math.inf, math.inf)
+    assert record.reason.startswith("InvalidArgumentError: Received a label value of")
+
+
+def test_a_failing_builder_is_recorded_too():
+    flat = data.from_arrays(np.random.default_rng(0).random((60, 5)), np.arange(60) % 3)
+    fitness = training.KerasEvaluator(flat, models.build_cnn)(small_mlp())
+    assert is_failure(fitness) and fitness.reason.startswith("ValueError: build_cnn needs (h, w)")
+
+
+def test_two_objectives_and_loss_metric():
+    evaluator = training.KerasEvaluator(DIGITS, max_epochs=1, metric="loss",
+                                        objectives=("score", "params"))
+    assert evaluator.weights == (-1.0, -1.0) and evaluator.failure == (math.inf, math.inf)
+    loss, params = evaluator(small_mlp(neurons0=16))
+    assert 0.0 < loss < 3.0 and params == 64 * 16 + 16 + 16 * 10 + 10
+    assert training.KerasEvaluator(DIGITS, objectives=("score", "params")).weights == (1.0, -1.0)
+
+
+def test_evaluator_pickles_cheaply_with_a_loader():
+    evaluator = training.KerasEvaluator(DIGITS, max_epochs=3, max_training_time=5.0)
+    blob = pickle.dumps(evaluator)
+    assert len(blob) < 2000
+    clone = pickle.loads(blob)
+    assert clone.max_epochs == 3 and clone.dataset is data.get_dataset(DIGITS)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"max_epochs": 0}, ValueError, "max_epochs must be a positive int, got 0"),
+    ({"max_training_time": -1}, ValueError, "max_training_time must be positive or None, got -1"),
+    ({"objectives": ("score", "speed")}, ValueError, "objectives must be distinct names"),
+    ({"failure": (0.0, 1.0)}, ValueError, "failure needs one value per objective"),
+    ({"metric": 3}, TypeError, "metric must be a Keras metric name, got 3"),
+])
+def test_evaluator_rejects_bad_configuration(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        training.KerasEvaluator(DIGITS, **kwargs)
+
+
+def test_train_best_saves_a_model_that_reloads_and_scores_the_same(tmp_path):
+    import keras
+
+    evaluator = training.KerasEvaluator(DIGITS, max_epochs=1)
+    genome = small_mlp(neurons0=64, dropout0=0.1)
+    result = training.train_best(genome, evaluator, epochs=4, patience=1,
+                                 path=tmp_path / "best.keras")
+    assert result.model_path == tmp_path / "best.keras" and result.model_path.is_file()
+    assert result.genome_path == tmp_path / "best.json"
+    assert 1 <= result.best_epoch <= result.epochs <= 4
+    assert 0.5 < result.test_accuracy <= 1.0
+    saved = json.loads(result.genome_path.read_text())
+    assert saved["genome"] == genome.as_dict() and saved["test_accuracy"] == result.test_accuracy
+    assert saved["space"]["canonical"] == "deapnn.models:mlp_canonical"
+    ds = data.get_dataset(DIGITS)
+    reloaded = keras.models.load_model(result.model_path)
+    scores = reloaded.evaluate(ds.x_test, ds.y_test, batch_size=1024, verbose=0, return_dict=True)
+    assert scores["accuracy"] == pytest.approx(result.test_accuracy, abs=1e-6)
+    assert scores["loss"] == pytest.approx(result.test_loss, rel=1e-5)
+    with pytest.raises(ValueError, match="patience must be a non-negative int, got -1"):
+        training.train_best(genome, DIGITS, patience=-1)
+
+
+def test_evaluator_drives_a_small_ga_through_the_toolbox_and_cache():
+    import deapnn
+    from deap import tools
+
+    space = models.mlp_space(layers=2, neurons=[0, 16], learning_rate=[3e-3], batch_size=[64],
+                             optimizer=["adam"], initializer=["glorot_uniform"],
+                             input_dropout=[0.0], dropout=[0.0], batch_norm=[False])
+    deapnn.seed(0)
+    evaluator = training.KerasEvaluator(DIGITS, max_epochs=1)
+    toolbox = deapnn.make_toolbox(space, evaluator)
+    hof = tools.HallOfFame(1)
+    population, logbook = deapnn.evolve(toolbox.population(n=4), toolbox, 1, cxpb=0.5,
+                                        mutpb=0.5, halloffame=hof)
+    # 9 distinct networks: the linear one + {16 | 16-16} x activation x use_bias
+    assert 1 <= toolbox.cache.misses <= 9
+    assert 0.1 < hof[0].fitness.values[0] <= 1.0 and len(logbook) == 2
+
+
+def test_evaluator_runs_in_a_spawned_worker_process():
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    evaluator = training.KerasEvaluator(DIGITS, max_epochs=1)  # the worker loads the digits
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        fitness = pool.submit(evaluator, small_mlp()).result(timeout=300)
+    assert len(fitness) == 1 and 0.3 < fitness[0] <= 1.0

@@ -1,0 +1,158 @@
+"""Population-batched evaluation (deapnn.weights.batched)."""
+
+import pickle
+
+import numpy as np
+import pytest
+from deap import algorithms, creator
+
+import deapnn  # noqa: F401
+from deapnn.failures import Failure, is_failure
+from deapnn.weights.batched import (BatchedEvaluator, BatchedMap, Conv2DSpec, DenseSpec, FlattenSpec,
+                                    NetworkSpec, PoolSpec, ReshapeSpec, evaluate_chunk)
+from deapnn.weights.codec import WeightCodec
+from deapnn.weights.strategies import OpenAIES
+from deapnn.weights.toolbox import make_weight_toolbox
+from deapnn.weights.types import hall_of_fame
+
+keras = pytest.importorskip("keras")
+
+CONV = NetworkSpec((10, 10), (
+    ReshapeSpec((10, 10, 1)),
+    Conv2DSpec(4, (3, 3), (1, 1), "valid", "relu"),
+    PoolSpec("max", (2, 2)),
+    Conv2DSpec(3, (3, 3), (1, 1), "same", "tanh"),
+    PoolSpec("avg", (2, 2), padding="same"),
+    FlattenSpec(),
+    DenseSpec(6, "relu"),
+    DenseSpec(5, "softmax"),
+))
+MLP = NetworkSpec.mlp((10, 10), [8, 7], 5, activation="tanh")
+
+
+def data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 10, 10), dtype=np.float32), rng.integers(0, 5, n)
+
+
+def population(size, p=4, seed=1, scale=0.5):
+    return np.random.default_rng(seed).normal(0, scale, (p, size)).astype(np.float32)
+
+
+@pytest.mark.parametrize("spec", [MLP, CONV], ids=["dense", "conv"])
+def test_outputs_equal_keras_forward_pass(spec):
+    model = spec.build_keras()
+    codec = WeightCodec(model)
+    assert codec.layout.shapes == spec.layout().shapes
+    x, y = data()
+    evaluator = BatchedEvaluator(model, x, y, batch_size=None)
+    assert evaluator.batched and evaluator.spec == spec
+    weights = population(codec.size)
+    batched = evaluator.predict(weights, x)
+    assert batched.shape == (4, len(x), 5)
+    ce, acc, finite = evaluator.scores(weights, x, y)
+    for i, vector in enumerate(weights):
+        codec.decode(vector)
+        keras_out = np.asarray(model(x, training=False))
+        np.testing.assert_allclose(batched[i], keras_out, atol=1e-5, rtol=0)
+        keras_ce = np.mean(keras.losses.sparse_categorical_crossentropy(y, keras_out))
+        assert ce[i] == pytest.approx(keras_ce, abs=1e-4)
+        assert acc[i] == pytest.approx(np.mean(keras_out.argmax(-1) == y))
+    assert finite.all()
+
+
+def test_unsupported_model_falls_back_per_individual():
+    inputs = keras.Input((10, 10))
+    flat = keras.layers.Flatten()(inputs)
+    out = keras.layers.Dense(5, activation="softmax")(
+        keras.layers.Concatenate()([keras.layers.Dense(3)(flat), keras.layers.Dense(2)(flat)]))
+    model = keras.Model(inputs, out)
+    x, y = data()
+    evaluator = BatchedEvaluator(model, x, y, batch_size=16)
+    assert not evaluator.batched
+    weights = population(evaluator.size, p=2)
+    fits = evaluator.evaluate_population(list(weights))
+    xb, yb = evaluator.minibatch()
+    codec = WeightCodec(model)
+    for vector, fit in zip(weights, fits):
+        codec.decode(vector)
+        expect = -np.mean(keras.losses.sparse_categorical_crossentropy(yb, model(xb)))
+        assert fit[0] == pytest.approx(expect, abs=1e-5)
+    restored = pickle.loads(pickle.dumps(evaluator))
+    assert restored.evaluate_population(list(weights)) == pytest.approx(fits)
+
+
+def test_non_finite_output_is_a_recorded_failure():
+    x, y = data()
+    evaluator = BatchedEvaluator(MLP, x, y, batch_size=20)
+    weights = population(MLP.layout().size, p=3)
+    weights[1, 0] = np.nan
+    fits = evaluator.evaluate_population(list(weights))
+    assert not is_failure(fits[0]) and not is_failure(fits[2])
+    assert isinstance(fits[1], Failure) and fits[1] == (float("-inf"),)
+    assert "non-finite" in fits[1].reason
+    acc = BatchedEvaluator(MLP, x, y, batch_size=20, fitness="accuracy")
+    assert acc.evaluate_population(list(weights))[1] == (0.0,)
+
+
+def test_minibatches_resample_per_map_call_or_stay_fixed():
+    x, y = data(100)
+    mapper = BatchedMap()
+    resampling = BatchedEvaluator(MLP, x, y, batch_size=10, seed=3)
+    fixed = BatchedEvaluator(MLP, x, y, batch_size=10, seed=3, resample=False)
+    a0 = resampling.minibatch()[1].copy()
+    ind = [creator.WeightVector(population(MLP.layout().size, p=1)[0])]
+    mapper(resampling, ind)
+    mapper(fixed, ind)
+    assert resampling.step == 1 and fixed.step == 0
+    assert not np.array_equal(resampling.minibatch()[1], a0)
+    np.testing.assert_array_equal(resampling.minibatch(0)[1], a0)  # reproducible per step
+    assert mapper.calls == 2 and mapper.evaluations == 2
+
+
+def test_chunked_map_matches_whole_population():
+    x, y = data()
+    evaluator = BatchedEvaluator(MLP, x, y, batch_size=16)
+    weights = [creator.WeightVector(w) for w in population(MLP.layout().size, p=7)]
+    whole = BatchedMap()(evaluator, weights)
+    evaluator.step = 0
+    chunked = BatchedMap(chunk_size=3)(evaluator, weights)
+    assert chunked == pytest.approx(whole)
+    again = evaluate_chunk(pickle.loads(pickle.dumps(evaluator)), np.stack(weights), step=1)
+    assert again == pytest.approx(whole)
+
+
+def test_invalid_arguments_name_the_value():
+    x, y = data()
+    with pytest.raises(ValueError, match="'mse'"):
+        BatchedEvaluator(MLP, x, y, fitness="mse")
+    with pytest.raises(ValueError, match=r"batch_size must be in \[1, 40\], got 41"):
+        BatchedEvaluator(MLP, x, y, batch_size=41)
+    with pytest.raises(ValueError, match=r"x samples have shape \(5, 20\)"):
+        BatchedEvaluator(MLP, x.reshape(40, 5, 20), y, batch_size=None)
+    with pytest.raises(ValueError, match="have length 10, the model has 911 parameters"):
+        BatchedEvaluator(MLP, x, y, batch_size=8).evaluate_population([np.zeros(10, np.float32)])
+    with pytest.raises(ValueError, match="'swishy'"):
+        DenseSpec(3, "swishy")
+
+
+def test_ea_simple_and_ea_generate_update_run_unchanged(seeded):
+    x, y = data(200)
+    evaluator = BatchedEvaluator(MLP, x, y, batch_size=64)
+    tb = make_weight_toolbox(MLP, evaluator, mate="average", sigma=0.2, per_layer=True,
+                             rng=np.random.default_rng(0))
+    assert isinstance(tb.map.func, BatchedMap)
+    hof = hall_of_fame(2)
+    pop, log = algorithms.eaSimple(tb.population(n=20), tb, cxpb=0.5, mutpb=0.5, ngen=4,
+                                   halloffame=hof, verbose=False)
+    assert len(log) == 5 and all(ind.fitness.valid for ind in pop)
+    assert tb.map.func.calls == 5 and evaluator.step == 5
+    assert not np.array_equal(hof[0], hof[1])
+
+    strategy = OpenAIES(tb.individual(), sigma=0.05, lambda_=10, rng=np.random.default_rng(0))
+    tb.register("generate", strategy.generate, creator.WeightVector)
+    tb.register("update", strategy.update)
+    before = strategy.centroid.copy()
+    pop, log = algorithms.eaGenerateUpdate(tb, ngen=3, halloffame=hof, verbose=False)
+    assert len(log) == 3 and strategy.generation == 3 and len(pop) == 10
+    assert not np.array_equal(before, strategy.centroid)

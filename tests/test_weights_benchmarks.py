@@ -1,0 +1,37 @@
+"""Smoke tests of the weight-evolution benchmark scripts on tiny random data."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+from deapnn.data import from_arrays
+
+weights_mnist = pytest.importorskip("weights_mnist")
+
+
+def args(**changes):
+    ns = argparse.Namespace(budget=1.0, arch="conv", filters=4, hidden=[], population=12, seed=0,
+                            eval_every=0.5, ga_batch=32, ga_sigma=0.1, ga_sigma_final=0.05,
+                            ga_indpb=1.0, ga_alpha=0.0, ga_cxpb=0.5, ga_mutpb=0.9,
+                            ga_tournsize=3, ga_elites=2, es_population=8, es_batch=32,
+                            es_sigma=0.05, es_lr=0.02, es_weight_decay=0.0, es_lr_decay=0.999,
+                            es_sigma_decay=0.999)
+    for key, value in changes.items():
+        setattr(ns, key, value)
+    return ns
+
+
+@pytest.mark.parametrize("method", ["seed004", "ga", "es"])
+def test_weights_mnist_methods_run_and_report(method, tmp_path):
+    rng = np.random.default_rng(0)
+    data = from_arrays(rng.random((300, 28, 28), dtype=np.float32), rng.integers(0, 10, 300),
+                       rng.random((50, 28, 28), dtype=np.float32), rng.integers(0, 10, 50),
+                       validation=50)
+    result = weights_mnist.run_method(method, args(), data)
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+    assert result["generations"] > 0 and result["evaluations"] > 0
+    assert result["curve"][-1]["test_accuracy"] == pytest.approx(result["test_accuracy"])
+    assert "precision" in result["classification_report_text"]
+    weights_mnist.plot([result], tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 0
