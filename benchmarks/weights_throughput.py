@@ -4,10 +4,14 @@ Three ways of computing the cross-entropy fitness of a population of MLP weight 
 minibatch of MNIST, measured side by side in one process:
 
   (a) tutorial  seed 004's way: for each individual ``model.set_weights`` + ``model.predict``;
-  (b) deapnn    ``BatchedEvaluator.evaluate_population`` on the list of individuals (stacking,
-                transfer, all layers, softmax cross-entropy, accuracy, finiteness check);
+  (b) deapnn    ``BatchedEvaluator.evaluate_population`` on the list of individuals (copying
+                them into the evaluator's weight blocks, all layers with bias and activation,
+                softmax cross-entropy, accuracy, finiteness check, fitness tuples);
   (c) bare      the two batched matmuls of the same shapes on tensors already in TensorFlow
                 (no bias, activation, loss or data movement): the machine's limit.
+
+(b) and (c) are timed in alternation, call for call, so that load from other processes on the
+machine falls on both alike; each figure is the fastest of its timed calls.
 
 To reproduce: ``python benchmarks/weights_throughput.py``
 """
@@ -37,6 +41,19 @@ def _timed(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def _timed_side_by_side(fns: dict, repeats: int) -> dict:
+    """Fastest of ``repeats`` calls of each function, calling them in turn (one warm-up each)."""
+    for fn in fns.values():
+        fn()
+    times: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(ts) for name, ts in times.items()}
 
 
 def measure(hidden: int, population: int, samples: int, repeats: int, tutorial_individuals: int,
@@ -75,8 +92,6 @@ def measure(hidden: int, population: int, samples: int, repeats: int, tutorial_i
 
     # (b) deapnn's batched evaluator, on the list of individuals
     evaluator = BatchedEvaluator(spec, x, y, batch_size=None)
-    t_b = _timed(lambda: evaluator.evaluate_population(pop), repeats)
-    rate_b = population * samples / t_b
 
     # (c) bare batched matmuls of the same shapes, tensors already placed
     w = np.stack(pop)
@@ -89,7 +104,11 @@ def measure(hidden: int, population: int, samples: int, repeats: int, tutorial_i
     def bare(xt, k1, k2):
         return tf.matmul(tf.matmul(xt[None], k1), k2)
 
-    t_c = _timed(lambda: bare(xt, k1, k2).numpy(), repeats)
+    load = os.getloadavg()[0]
+    times = _timed_side_by_side({"deapnn": lambda: evaluator.evaluate_population(pop),
+                                 "bare": lambda: bare(xt, k1, k2).numpy()}, repeats)
+    t_b, t_c = times["deapnn"], times["bare"]
+    rate_b = population * samples / t_b
     rate_c = population * samples / t_c
 
     # sanity: (b) computes what Keras computes
@@ -107,6 +126,7 @@ def measure(hidden: int, population: int, samples: int, repeats: int, tutorial_i
         "rate": {"tutorial": rate_a, "deapnn": rate_b, "bare": rate_c},
         "deapnn_over_tutorial": rate_b / rate_a,
         "deapnn_over_bare": rate_b / rate_c,
+        "load_average_1min": [load, os.getloadavg()[0]],
     }
 
 
@@ -126,14 +146,15 @@ def main() -> None:
     rows = [measure(h, args.population, n, args.repeats, args.tutorial_individuals)
             for h in args.hidden for n in args.samples]
     print(f"population {args.population}; rates in individuals x samples per second "
-          f"(best of {args.repeats} timed calls)")
+          f"(best of {args.repeats} timed calls; (b), (c) alternating)")
     print(f"{'network':<12}{'samples':>8}{'(a) tutorial':>14}{'(b) deapnn':>14}{'(c) bare':>14}"
           f"{'b/a':>9}{'b/c':>7}")
     for r in rows:
         print(f"{r['network']:<12}{r['samples']:>8}{r['rate']['tutorial']:>14,.0f}"
               f"{r['rate']['deapnn']:>14,.0f}"
               f"{r['rate']['bare']:>14,.0f}{r['deapnn_over_tutorial']:>8.0f}x"
-              f"{r['deapnn_over_bare']:>7.2f}")
+              f"{r['deapnn_over_bare']:>7.2f}   load {r['load_average_1min'][0]:.1f}-"
+              f"{r['load_average_1min'][1]:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
                "args": {k: str(v) for k, v in vars(args).items()}, "results": rows}

@@ -8,6 +8,11 @@ does not cover fall back to one Keras forward pass per individual (``set_weights
 fitness is the negative mean cross-entropy or the accuracy on a minibatch drawn from the training
 data; a non-finite output gives a :class:`deapnn.failures.Failure` fitness.
 
+Per call, the individuals are copied once, with numpy, into reusable 64-byte-aligned blocks, one
+per graph input (a layer's kernel, its bias, or a first Dense layer's kernel and bias together),
+which TensorFlow then reads in place through DLPack; the minibatch is converted to TensorFlow once
+per step. The head computes the softmax cross-entropy from logits laid out ``(P, K, B)``.
+
 :class:`BatchedMap` is a DEAP ``map``: given the evaluator as the function, it evaluates all the
 individuals it receives together, so ``algorithms.eaSimple`` and ``algorithms.eaGenerateUpdate``
 run unchanged. Both classes pickle; TensorFlow is imported and the graph built lazily, once per
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -351,8 +357,51 @@ def _activate(tf: Any, h: Any, name: str) -> Any:
     return getattr(tf.nn, name)(h)
 
 
+def _weight_plan(spec: NetworkSpec) -> tuple[list[tuple], list[tuple[int, int, tuple[int, ...]]]]:
+    """Which span of the flat weight vector each layer reads, as a graph input of its own.
+
+    Returns ``(plan, spans)``: ``plan`` holds ``(layer, output shape, span indices, merged)`` per
+    layer and ``spans`` holds ``(start, stop, shape)`` per graph input, in the flat vector's order.
+    A variable is one span, except that a first weight layer that is Dense with a bias (on the
+    shared input) reads its kernel and bias as one ``(I + 1, U)`` span (they are adjacent in
+    Keras' order): it multiplies the input with a column of ones appended, so the bias comes out
+    of the matmul instead of a broadcast add over ``(P, B, U)``.
+    """
+    layout = spec.layout()
+    variables = iter(zip(layout.offsets, layout.sizes, layout.shapes))
+    plan: list[tuple] = []
+    spans: list[tuple[int, int, tuple[int, ...]]] = []
+    first = True
+    for layer, out_shape in zip(spec.layers, spec._shapes):
+        indices: list[int] = []
+        merged = False
+        if isinstance(layer, (DenseSpec, Conv2DSpec)):
+            off, size, shape = next(variables)
+            if layer.use_bias:
+                b_off, b_size, _ = next(variables)
+                if first and isinstance(layer, DenseSpec):
+                    merged = True
+                    spans.append((off, b_off + b_size, (shape[0] + 1, shape[1])))
+                else:
+                    spans.append((off, off + size, shape))
+                    spans.append((b_off, b_off + b_size, (b_size,)))
+                indices = [len(spans) - 2, len(spans) - 1] if not merged else [len(spans) - 1]
+            else:
+                spans.append((off, off + size, shape))
+                indices = [len(spans) - 1]
+            first = False
+        plan.append((layer, out_shape, indices, merged))
+    return plan, spans
+
+
 def _build_forward(spec: NetworkSpec) -> Callable:
-    """Python function ``(weights (P, n), x (B, ...)) -> logits (P, B, K)`` for tf.function.
+    """Python function ``(params, x (B, ...)) -> logits (P, B, K)`` for tf.function.
+
+    With ``classes_first=True`` the logits come out as ``(P, K, B)``.
+
+    ``params`` holds one tensor per span of :func:`_weight_plan`, shaped ``(P, *span_shape)``
+    (the population's blocks, see :meth:`BatchedEvaluator._blocks`), so no layer slices its
+    weights out of a ``(P, n)`` matrix (a copy) inside the graph.
 
     Representations: ``shared`` (B, ...) until the first weight layer; ``packed``
     (B, H, W, P*C) after a convolution (the population lives in the channel axis, so pooling and
@@ -360,28 +409,16 @@ def _build_forward(spec: NetworkSpec) -> Callable:
     """
     import tensorflow as tf
 
-    layout = spec.layout()
-    offsets = iter(zip(layout.offsets, layout.sizes, layout.shapes))
-    plan = []
-    for layer, out_shape in zip(spec.layers, spec._shapes):
-        params = []
-        if isinstance(layer, (DenseSpec, Conv2DSpec)):
-            params.append(next(offsets))
-            if layer.use_bias:
-                params.append(next(offsets))
-        plan.append((layer, out_shape, params))
+    plan, spans = _weight_plan(spec)
     last = len(plan) - 1
 
-    def take(weights: Any, off: int, size: int, shape: tuple) -> Any:
-        return tf.reshape(weights[:, off : off + size], (-1, *shape))
-
-    def forward(weights: Any, x: Any) -> Any:
-        pop = tf.shape(weights)[0]
+    def forward(weights: Sequence[Any], x: Any, classes_first: bool = False) -> Any:
+        pop = tf.shape(weights[0])[0]
         batch = tf.shape(x)[0]
         h = x
         mode = "shared"
         prev_shape = tuple(spec.input_shape)
-        for i, (layer, out_shape, params) in enumerate(plan):
+        for i, (layer, out_shape, params, merged) in enumerate(plan):
             if isinstance(layer, FlattenSpec):
                 if mode == "shared":
                     h = tf.reshape(h, (batch, -1))
@@ -403,23 +440,30 @@ def _build_forward(spec: NetworkSpec) -> Callable:
                 pool = tf.nn.max_pool2d if layer.kind == "max" else tf.nn.avg_pool2d
                 h = pool(h, layer.pool_size, strides, layer.padding.upper())
             elif isinstance(layer, DenseSpec):
-                kernel = take(weights, *params[0])
-                if mode == "shared":
-                    h = tf.matmul(h[None], kernel)
+                kernel = weights[params[0]]
+                if merged:  # (P, I + 1, U): kernel rows, then the bias row
+                    h = tf.concat([h, tf.ones((batch, 1), h.dtype)], axis=1)
+                if i == last and classes_first:
+                    # (P, K, B) = kernel^T @ h^T: the head then reduces over a middle axis of K,
+                    # which TensorFlow's CPU kernels do far faster than over a short last axis
+                    h = tf.matmul(kernel, h[None] if mode == "shared" else h,
+                                  transpose_a=True, transpose_b=True)
+                    if layer.use_bias and not merged:
+                        h = h + weights[params[1]][:, :, None]
                 else:
-                    h = tf.matmul(h, kernel)
-                if layer.use_bias:
-                    h = h + take(weights, *params[1])[:, None, :]
+                    h = tf.matmul(h[None] if mode == "shared" else h, kernel)
+                    if layer.use_bias and not merged:
+                        h = h + weights[params[1]][:, None, :]
                 mode = "stacked"
                 if not (i == last and layer.activation == "softmax"):
                     h = _activate(tf, h, layer.activation)
             elif isinstance(layer, Conv2DSpec):
-                kh, kw, cin, cout = params[0][2]
-                kernel = take(weights, *params[0])  # (P, kh, kw, cin, cout)
+                kh, kw, cin, cout = spans[params[0]][2]
+                kernel = weights[params[0]]  # (P, kh, kw, cin, cout)
                 kernel = tf.reshape(tf.transpose(kernel, (1, 2, 3, 0, 4)), (kh, kw, cin, -1))
                 h = tf.nn.conv2d(h, kernel, layer.strides, layer.padding.upper())
                 if layer.use_bias:
-                    h = h + tf.reshape(take(weights, *params[1]), (-1,))
+                    h = h + tf.reshape(weights[params[1]], (-1,))
                 mode = "packed"
                 h = _activate(tf, h, layer.activation)
             prev_shape = out_shape
@@ -429,25 +473,39 @@ def _build_forward(spec: NetworkSpec) -> Callable:
 
 
 class _Graph:
-    """Compiled tf.functions for one spec (one per process)."""
+    """Compiled tf.functions for one spec (one per process).
 
-    def __init__(self, spec: NetworkSpec, n_params: int):
+    Both take the population as a tuple of tensors, one per span of :func:`_weight_plan`, each
+    shaped ``(P, *span_shape)`` (see :meth:`BatchedEvaluator._blocks`); the signatures leave ``P``
+    and the number of samples free, so each function is traced once.
+    """
+
+    def __init__(self, spec: NetworkSpec):
         import tensorflow as tf
 
         forward = _build_forward(spec)
         self.softmax_output = spec.layers[-1].activation == "softmax"
-        w_spec = tf.TensorSpec([None, n_params], tf.float32)
+        self.spans = _weight_plan(spec)[1]
+        w_spec = tuple(tf.TensorSpec([None, *shape], tf.float32) for _, _, shape in self.spans)
         x_spec = tf.TensorSpec([None, *spec.input_shape], tf.float32)
         y_spec = tf.TensorSpec([None], tf.int32)
+        n_classes = spec.n_outputs
 
-        @tf.function(input_signature=[w_spec, x_spec, y_spec], jit_compile=False)
+        @tf.function(input_signature=[w_spec, x_spec, y_spec])
         def fitness(weights, x, y):
-            logits = forward(weights, x)
-            finite = tf.reduce_all(tf.math.is_finite(logits), axis=[1, 2])
-            labels = tf.broadcast_to(y[None, :], tf.shape(logits)[:2])
             # a softmax head's pre-activations; any other head's outputs are read as logits
-            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-            correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32)
+            logits = forward(weights, x, classes_first=True)  # (P, K, B)
+            finite = tf.reduce_all(tf.math.is_finite(logits), axis=[1, 2])
+            # softmax cross-entropy, log(sum(exp(l - max))) - (l_y - max), as
+            # tf.nn.sparse_softmax_cross_entropy_with_logits computes it (that op is ~2x slower
+            # here: its labels differ per individual and it reduces over the last axis)
+            top = tf.reduce_max(logits, axis=1)  # (P, B)
+            log_sum = tf.math.log(tf.reduce_sum(tf.exp(logits - top[:, None, :]), axis=1))
+            one_hot = tf.one_hot(y, n_classes, axis=0, dtype=logits.dtype)  # (K, B)
+            true = tf.reduce_sum(logits * one_hot[None], axis=1)
+            ce = log_sum - (true - top)
+            predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
+            correct = tf.cast(tf.equal(predicted, y[None, :]), tf.float32)
             return tf.reduce_mean(ce, axis=1), tf.reduce_mean(correct, axis=1), finite
 
         @tf.function(input_signature=[w_spec, x_spec])
@@ -457,6 +515,45 @@ class _Graph:
 
         self.fitness = fitness
         self.predict = predict
+        self.tensor = _zero_copy_converter(tf)
+        self.constant = tf.constant
+
+
+def _zero_copy_converter(tf: Any) -> Callable:
+    """``array -> tf.Tensor`` sharing the array's memory (DLPack), else copying (``tf.constant``).
+
+    TensorFlow copies every numpy array it is given (``tf.constant``, ``tf.convert_to_tensor``,
+    arguments of a ``tf.function``); DLPack does not, but TensorFlow aborts the process on a buffer
+    that is not 64-byte aligned, so only :func:`_aligned_blocks` arrays are passed here.
+    """
+    from_dlpack = getattr(getattr(tf.experimental, "dlpack", None), "from_dlpack", None)
+    if from_dlpack is None or not hasattr(numpy.ndarray, "__dlpack__"):
+        return tf.constant
+
+    def convert(array: numpy.ndarray) -> Any:
+        return from_dlpack(array.__dlpack__())
+
+    return convert
+
+
+_ALIGN = 64  # bytes: TensorFlow's EIGEN_MAX_ALIGN_BYTES on x86-64
+
+
+def _aligned_blocks(shapes: Sequence[tuple[int, ...]], rows: int) -> list[numpy.ndarray]:
+    """Float32 arrays ``(rows, *shape)``, one per shape, each C-contiguous and 64-byte aligned.
+
+    They are views of one buffer (over-allocated as bytes, then offset to an aligned address).
+    """
+    step = _ALIGN // 4
+    sizes = [rows * math.prod(shape) for shape in shapes]
+    starts, total = [], 0
+    for size in sizes:
+        starts.append(total)
+        total += -(-size // step) * step
+    raw = numpy.empty(total * 4 + _ALIGN, numpy.uint8)
+    skip = -raw.ctypes.data % _ALIGN
+    flat = raw[skip : skip + total * 4].view(numpy.float32)
+    return [flat[a : a + n].reshape(rows, *shape) for a, n, shape in zip(starts, sizes, shapes)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,13 +647,22 @@ class BatchedEvaluator:
             self.layout = self._fallback_layout
         self._graph: Any = None
         self._model: Any = None
+        self._batches: tuple | None = None  # (step key, sample chunks as tensors)
+        self._scratch = threading.local()  # per thread: {P: aligned weight blocks}
 
     # -- pickling: TensorFlow state is rebuilt per process ----------------------------------
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_graph"] = None
         state["_model"] = None
+        state["_batches"] = None
+        state.pop("_scratch", None)
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._batches = None
+        self._scratch = threading.local()
 
     @property
     def batched(self) -> bool:
@@ -603,9 +709,13 @@ class BatchedEvaluator:
         """
         if len(individuals) == 0:
             return []
-        weights = self._matrix(individuals)
-        x, y = self.minibatch(step)
-        ce, acc, finite = self.scores(weights, x, y)
+        if self.spec is None:
+            x, y = self.minibatch(step)
+            ce, acc, finite = self.scores(individuals, x, y)
+        else:
+            rows = self._rows(individuals)
+            batches, n = self._batch_tensors(self.step if step is None else step)
+            ce, acc, finite = self._graph_scores(rows, batches, n)
         values = -ce if self.fitness == "neg_cross_entropy" else acc
         out: list[tuple] = []
         for value, ok in zip(values.tolist(), finite.tolist()):
@@ -628,10 +738,18 @@ class BatchedEvaluator:
         Returns:
             ``(cross_entropy (P,), accuracy (P,), finite (P,) bool)`` as numpy arrays.
         """
-        weights = self._matrix(weights)
         x = numpy.asarray(x, dtype=numpy.float32)
         y = numpy.asarray(y).astype(numpy.int32)
         n = x.shape[0]
+        if self.spec is not None:
+            graph = self._ensure_graph()
+            batches = [
+                (graph.constant(x[s : s + sample_chunk]), graph.constant(y[s : s + sample_chunk]),
+                 len(y[s : s + sample_chunk]))
+                for s in range(0, n, sample_chunk)
+            ]
+            return self._graph_scores(self._rows(weights), batches, n)
+        weights = self._matrix(weights)
         ce = numpy.zeros(weights.shape[0], numpy.float64)
         acc = numpy.zeros(weights.shape[0], numpy.float64)
         finite = numpy.ones(weights.shape[0], bool)
@@ -649,8 +767,18 @@ class BatchedEvaluator:
 
         A single vector gives ``(1, B, K)``.
         """
-        weights = self._matrix(weights)
         x = numpy.asarray(x, dtype=numpy.float32)
+        if self.spec is not None:
+            graph = self._ensure_graph()
+            rows = self._rows(weights)
+            out = numpy.empty((len(rows), x.shape[0], self.spec.n_outputs), numpy.float32)
+            for p in range(0, len(rows), self.chunk_size):
+                params = tuple(graph.tensor(b) for b in self._blocks(rows[p : p + self.chunk_size]))
+                for s in range(0, x.shape[0], sample_chunk):
+                    part = graph.predict(params, graph.constant(x[s : s + sample_chunk])).numpy()
+                    out[p : p + self.chunk_size, s : s + sample_chunk] = part
+            return out
+        weights = self._matrix(weights)
         outs = []
         for s in range(0, x.shape[0], sample_chunk):
             parts = [
@@ -671,9 +799,93 @@ class BatchedEvaluator:
             )
         return weights
 
-    def _ensure_graph(self) -> None:
+    def _rows(self, individuals: Any) -> numpy.ndarray | list[numpy.ndarray]:
+        """The weight vectors as a 2-D array or a list of 1-D arrays, checked, not copied."""
+        if isinstance(individuals, numpy.ndarray) and individuals.ndim in (1, 2):
+            rows = individuals[None, :] if individuals.ndim == 1 else individuals
+            length = rows.shape[1]
+        else:
+            rows = [numpy.asarray(ind) for ind in individuals]
+            if not rows:
+                raise ValueError("as_matrix: no individuals given")
+            shapes = {row.shape for row in rows}
+            if len(shapes) != 1 or rows[0].ndim != 1:
+                raise ValueError(f"as_matrix: individuals must be 1-D of one length, got shapes {shapes}")
+            length = rows[0].shape[0]
+        if length != self.size:
+            raise ValueError(f"weight vectors have length {length}, the model has {self.size} parameters")
+        return rows
+
+    def _blocks(self, rows: numpy.ndarray | list[numpy.ndarray]) -> list[numpy.ndarray]:
+        """Copy ``rows`` into this thread's reusable blocks, one per graph input.
+
+        Block ``i`` is ``(P, *shape)`` of span ``i`` of :func:`_weight_plan` (a weight variable,
+        or a first Dense layer's kernel and bias) of every individual, C-contiguous and 64-byte
+        aligned, so TensorFlow takes it without a copy (:func:`_zero_copy_converter`)
+        and no layer slices its weights out of a ``(P, n)`` matrix. One copy of the weights per
+        call (numpy, no per-element Python); the blocks of the last two population sizes are
+        kept and overwritten by the next call of the same size.
+        """
+        pop = len(rows)
+        spans = self._ensure_graph().spans
+        cache = getattr(self._scratch, "blocks", None)
+        if cache is None:
+            cache = self._scratch.blocks = {}
+        blocks = cache.get(pop)
+        if blocks is None:
+            if len(cache) >= 2:
+                cache.clear()
+            blocks = cache[pop] = _aligned_blocks([shape for _, _, shape in spans], pop)
+        if isinstance(rows, numpy.ndarray):
+            for (a, b, _), block in zip(spans, blocks):
+                block.reshape(pop, b - a)[...] = rows[:, a:b]
+        else:
+            for (a, b, _), block in zip(spans, blocks):
+                numpy.concatenate([row[a:b] for row in rows], out=block.reshape(-1), casting="unsafe")
+        return blocks
+
+    def _batch_tensors(self, step: int) -> tuple[list[tuple[Any, Any, int]], int]:
+        """Minibatch ``step`` as TensorFlow tensors in chunks of 2048 samples, and its size.
+
+        Converted once per step and kept (one step at a time), so the generation's calls and
+        chunks reuse the tensors instead of copying numpy arrays into TensorFlow every call.
+        """
+        key = None if self.batch_size is None or self.batch_size == self.x.shape[0] else step
+        cached = self._batches
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        graph = self._ensure_graph()
+        x, y = self.minibatch(step)
+        chunks = [
+            (graph.constant(x[s : s + 2048]), graph.constant(y[s : s + 2048]), len(y[s : s + 2048]))
+            for s in range(0, x.shape[0], 2048)
+        ]
+        self._batches = (key, (chunks, x.shape[0]))
+        return chunks, x.shape[0]
+
+    def _graph_scores(
+        self, rows: Any, batches: Sequence[tuple[Any, Any, int]], n: int
+    ) -> tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+        """:meth:`scores` through the batched graph, on sample chunks already in TensorFlow."""
+        graph = self._ensure_graph()
+        pop = len(rows)
+        ce = numpy.zeros(pop, numpy.float64)
+        acc = numpy.zeros(pop, numpy.float64)
+        finite = numpy.ones(pop, bool)
+        for p in range(0, pop, self.chunk_size):
+            params = tuple(graph.tensor(b) for b in self._blocks(rows[p : p + self.chunk_size]))
+            for xs, ys, k in batches:
+                c, a, f = graph.fitness(params, xs, ys)
+                ce[p : p + self.chunk_size] += c.numpy() * k
+                acc[p : p + self.chunk_size] += a.numpy() * k
+                finite[p : p + self.chunk_size] &= f.numpy()
+            del params  # the tensors share the blocks' memory, which the next call overwrites
+        return ce / n, acc / n, finite
+
+    def _ensure_graph(self) -> "_Graph":
         if self._graph is None:
-            self._graph = _Graph(self.spec, self.size)
+            self._graph = _Graph(self.spec)
+        return self._graph
 
     def _ensure_model(self) -> Any:
         if self._model is None:
@@ -686,10 +898,7 @@ class BatchedEvaluator:
         return self._model
 
     def _fitness(self, weights: numpy.ndarray, x: numpy.ndarray, y: numpy.ndarray):
-        if self.spec is not None:
-            self._ensure_graph()
-            ce, acc, finite = self._graph.fitness(weights, x, y)
-            return ce.numpy(), acc.numpy(), finite.numpy()
+        """Per-individual fallback (models the batched graph does not cover)."""
         probs = self._predict(weights, x)
         with numpy.errstate(all="ignore"):
             finite = numpy.isfinite(probs).all(axis=(1, 2))
@@ -699,9 +908,7 @@ class BatchedEvaluator:
         return ce, acc, finite
 
     def _predict(self, weights: numpy.ndarray, x: numpy.ndarray) -> numpy.ndarray:
-        if self.spec is not None:
-            self._ensure_graph()
-            return self._graph.predict(weights, x).numpy()
+        """Per-individual fallback: ``set_weights`` (through the codec) and a forward call."""
         model = self._ensure_model()
         outs = []
         for row in weights:
