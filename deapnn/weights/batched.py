@@ -31,7 +31,7 @@ import numpy
 
 from deapnn.failures import Failure
 from deapnn.weights.codec import WeightLayout
-from deapnn.weights.types import as_matrix
+from deapnn.weights.types import as_matrix, vector_rows
 
 __all__ = [
     "DenseSpec",
@@ -805,12 +805,7 @@ class BatchedEvaluator:
             rows = individuals[None, :] if individuals.ndim == 1 else individuals
             length = rows.shape[1]
         else:
-            rows = [numpy.asarray(ind) for ind in individuals]
-            if not rows:
-                raise ValueError("as_matrix: no individuals given")
-            shapes = {row.shape for row in rows}
-            if len(shapes) != 1 or rows[0].ndim != 1:
-                raise ValueError(f"as_matrix: individuals must be 1-D of one length, got shapes {shapes}")
+            rows = vector_rows(individuals)
             length = rows[0].shape[0]
         if length != self.size:
             raise ValueError(f"weight vectors have length {length}, the model has {self.size} parameters")

@@ -25,7 +25,7 @@ from deap import creator, tools
 
 import deapnn.types as _types
 
-__all__ = ["WeightArray", "WeightVector", "hall_of_fame", "as_matrix"]
+__all__ = ["WeightArray", "WeightVector", "hall_of_fame", "as_matrix", "vector_rows"]
 
 
 class WeightArray(numpy.ndarray):
@@ -73,10 +73,15 @@ def as_matrix(individuals: Any) -> numpy.ndarray:
     """Stack individuals into a new C-contiguous float32 matrix ``(len(individuals), size)``."""
     if isinstance(individuals, numpy.ndarray) and individuals.ndim == 2:
         return numpy.ascontiguousarray(individuals, dtype=numpy.float32)
+    return numpy.stack(vector_rows(individuals)).astype(numpy.float32, copy=False)
+
+
+def vector_rows(individuals: Any) -> list[numpy.ndarray]:
+    """The individuals as a list of 1-D arrays of one length (checked, not copied)."""
     rows = [numpy.asarray(ind) for ind in individuals]
     if not rows:
         raise ValueError("as_matrix: no individuals given")
     lengths = {row.shape for row in rows}
     if len(lengths) != 1 or rows[0].ndim != 1:
         raise ValueError(f"as_matrix: individuals must be 1-D of one length, got shapes {lengths}")
-    return numpy.stack(rows).astype(numpy.float32, copy=False)
+    return rows
