@@ -19,7 +19,6 @@ import numpy as np
 from deap import algorithms, base, creator
 
 import deapnn
-from deapnn.cache import EvaluationCache
 from deapnn.evonas import EvoNASAgent, EvolutionAgent, NeuralAgent, synthetic_reward, synthetic_space
 
 RESULTS = Path(__file__).parent / "results"

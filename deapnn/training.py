@@ -28,7 +28,7 @@ from typing import Any
 from deapnn import seeding
 from deapnn.data import Dataset, DatasetLike, get_dataset
 from deapnn.failures import Failure, worst_values
-from deapnn.models import build_mlp, genome_values, make_optimizer
+from deapnn.models import _keras, build_mlp, genome_values, make_optimizer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -37,12 +37,6 @@ __all__ = ["BestResult", "KerasEvaluator", "TrainingRecord", "genome_seed", "tra
 BuildFn = Callable[[Any, Sequence[int], int], Any]
 _OBJECTIVES = ("score", "params")
 _MINIMISED = ("loss", "error", "mse", "mae", "mape", "msle", "hinge", "crossentropy")
-
-
-def _keras():
-    import keras
-
-    return keras
 
 
 def genome_seed(genome: Any, base: int = 0) -> int:

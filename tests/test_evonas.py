@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from deap import algorithms, base, creator
+from deap import algorithms, creator
 
 import deapnn
 from deapnn.evonas import (
@@ -44,7 +44,7 @@ def test_agents_run_under_eagenerateupdate_and_keep_genomes_valid(agent_cls):
 
 def test_evonas_mutations_change_the_decisions_they_touch():
     agent, pop, _, _ = _run(EvoNASAgent, budget=200)
-    children = agent.generate(creator.Genome)
+    agent.generate(creator.Genome)
     assert all(any(mask) for mask in agent._masks)
 
 

@@ -7,19 +7,13 @@ import pytest
 from deapnn import models
 from deapnn.genome import make_genome
 from deapnn.space import Choice, FloatRange, SearchSpace
+from genomes import mlp_genome
 
 NATURAL_SELECTION_GENES = {"optimizer", "initializer", "activation", "batch_size", "input_dropout"} | {
     f"{kind}{i}" for kind in ("neurons", "dropout") for i in range(5)}
 
 
-def mlp(**changes):
-    values = {"optimizer": "adam", "learning_rate": 1e-3, "initializer": "glorot_uniform",
-              "activation": "relu", "batch_size": 32, "use_bias": True, "batch_norm": False,
-              "input_dropout": 0.0, "neurons0": 32, "dropout0": 0.0, "neurons1": 0,
-              "dropout1": 0.0, "neurons2": 0, "dropout2": 0.0, "neurons3": 0, "dropout3": 0.0,
-              "neurons4": 0, "dropout4": 0.0}
-    values.update(changes)
-    return make_genome(models.MLP_SPACE, values)
+mlp = mlp_genome
 
 
 def test_default_mlp_space_is_natural_selections_plus_three():

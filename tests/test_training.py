@@ -12,18 +12,13 @@ import pytest
 from deapnn import data, models, training
 from deapnn.failures import Failure, is_failure
 from deapnn.genome import make_genome
+from genomes import mlp_genome
 
 DIGITS = functools.partial(data.load_digits, seed=0)
 
 
 def small_mlp(**changes):
-    values = {"optimizer": "adam", "learning_rate": 3e-3, "initializer": "glorot_uniform",
-              "activation": "relu", "batch_size": 64, "use_bias": True, "batch_norm": False,
-              "input_dropout": 0.0, "neurons0": 32, "dropout0": 0.0, "neurons1": 0,
-              "dropout1": 0.0, "neurons2": 0, "dropout2": 0.0, "neurons3": 0, "dropout3": 0.0,
-              "neurons4": 0, "dropout4": 0.0}
-    values.update(changes)
-    return make_genome(models.MLP_SPACE, values)
+    return mlp_genome(**{"learning_rate": 3e-3, "batch_size": 64, **changes})
 
 
 def nan_model(genome, input_shape, n_classes):
