@@ -1,10 +1,11 @@
 """Evolve the default MLP space (NaturalSelection's 15 genes + 3) on real MNIST.
 
 Every genome is trained for one epoch (with a per-model time limit) and scored on 5000
-validation images held out of the training set; DEAP's ``eaSimple`` (through
+validation images held out of the training set, its learning rate decayed linearly to 0 over
+that epoch (``--lr-schedule``, budget-aware training); DEAP's ``eaSimple`` (through
 ``deapnn.evolve``) evolves the population with a HallOfFame and the evaluation cache. The
 fittest genome is then fully trained by ``deapnn.training.train_best`` (early stopping on the
-validation loss) and scored once on the 10000 test images.
+validation accuracy, learning rate halved on plateaus) and scored once on the 10000 test images.
 
 To reproduce: ``python benchmarks/hparams_mnist.py --population 16 --ngen 5 --seed 0``
 """
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> tuple[dict, tools.Logbook]:
     deapnn.seed(args.seed)
     evaluator = KerasEvaluator(functools.partial(load_mnist, validation=args.validation),
                                max_epochs=1, max_training_time=args.max_training_time,
-                               seed=args.seed, steps_per_execution=args.steps_per_execution)
+                               seed=args.seed, steps_per_execution=args.steps_per_execution,
+                               lr_schedule=args.lr_schedule)
     toolbox = deapnn.make_toolbox(MLP_SPACE, evaluator, mate=args.mate, mutate="resample",
                                   mutate_kwargs={"indpb": args.indpb},
                                   select_kwargs={"tournsize": args.tournsize}, novel=True)
@@ -71,7 +73,8 @@ def run(args: argparse.Namespace) -> tuple[dict, tools.Logbook]:
     result = train_best(best, evaluator, epochs=args.best_epochs, patience=args.patience,
                         monitor=args.monitor,
                         path=Path(args.out).with_name(Path(args.out).stem + "_best"),
-                        max_training_time=args.best_time)
+                        max_training_time=args.best_time,
+                        lr_patience=None if args.lr_patience < 0 else args.lr_patience)
     best_seconds = time.perf_counter() - best_start
     total = time.perf_counter() - start
     print(f"train_best: {result.epochs} epochs (best {result.best_epoch}), "
@@ -93,7 +96,8 @@ def run(args: argparse.Namespace) -> tuple[dict, tools.Logbook]:
                    for key, fitness in toolbox.cache.records.items()]
     report = {
         "command": "python benchmarks/hparams_mnist.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out",)),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            if k != "out" and v is not None),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "cpu_count": os.cpu_count(),
         "best_genome": best.as_dict(),
@@ -125,7 +129,8 @@ def retrain(args: argparse.Namespace) -> dict:
     result = train_best(genome, evaluator, epochs=args.best_epochs, patience=args.patience,
                         monitor=args.monitor,
                         path=Path(args.out).with_name(Path(args.out).stem + "_best"),
-                        max_training_time=args.best_time)
+                        max_training_time=args.best_time,
+                        lr_patience=None if args.lr_patience < 0 else args.lr_patience)
     seconds = time.perf_counter() - start
     print(f"train_best of {args.train_only}'s best genome (1-epoch validation accuracy "
           f"{earlier['best_val_accuracy_1_epoch']:.4f}): {result.epochs} epochs (best "
@@ -160,6 +165,12 @@ def main() -> None:
     parser.add_argument("--max-training-time", type=float, default=45.0,
                         help="seconds per 1-epoch evaluation")
     parser.add_argument("--steps-per-execution", type=int, default=32)
+    parser.add_argument("--lr-schedule", default="linear", choices=["constant", "linear", "cosine"],
+                        help="learning rate over each 1-epoch evaluation: decayed to 0 "
+                             "(budget-aware, default) or constant as in NaturalSelection")
+    parser.add_argument("--lr-patience", type=int, default=3,
+                        help="train_best halves the learning rate after this many epochs "
+                             "without improvement (-1: never)")
     parser.add_argument("--best-epochs", type=int, default=40)
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--monitor", default="val_accuracy",

@@ -6,12 +6,18 @@ minibatch of MNIST, measured side by side in one process:
   (a) tutorial  seed 004's way: for each individual ``model.set_weights`` + ``model.predict``;
   (b) deapnn    ``BatchedEvaluator.evaluate_population`` on the list of individuals (copying
                 them into the evaluator's weight blocks, all layers with bias and activation,
-                softmax cross-entropy, accuracy, finiteness check, fitness tuples);
+                softmax cross-entropy, accuracy, finiteness check, fitness tuples), as it runs
+                by default: input pixels that are zero in every image of the minibatch are left
+                out of the first layer (``skip_zero_inputs``; exact, same scores);
+  (b') dense    the same with ``skip_zero_inputs=False``: every pixel multiplied, the full
+                dense work of (c) plus everything (b) does;
   (c) bare      the two batched matmuls of the same shapes on tensors already in TensorFlow
-                (no bias, activation, loss or data movement): the machine's limit.
+                (no bias, activation, loss or data movement): the limit of dense evaluation on
+                this machine. (b) can pass it only by doing less work, which the (b') column
+                separates out.
 
-(b) and (c) are timed in alternation, call for call, so that load from other processes on the
-machine falls on both alike; each figure is the fastest of its timed calls.
+(b), (b') and (c) are timed in alternation, call for call, so that load from other processes on
+the machine falls on all alike; each figure is the fastest of its timed calls.
 
 To reproduce: ``python benchmarks/weights_throughput.py``
 """
@@ -92,6 +98,7 @@ def measure(hidden: int, population: int, samples: int, repeats: int, tutorial_i
 
     # (b) deapnn's batched evaluator, on the list of individuals
     evaluator = BatchedEvaluator(spec, x, y, batch_size=None)
+    dense = BatchedEvaluator(spec, x, y, batch_size=None, skip_zero_inputs=False)
 
     # (c) bare batched matmuls of the same shapes, tensors already placed
     w = np.stack(pop)
@@ -106,10 +113,16 @@ def measure(hidden: int, population: int, samples: int, repeats: int, tutorial_i
 
     load = os.getloadavg()[0]
     times = _timed_side_by_side({"deapnn": lambda: evaluator.evaluate_population(pop),
+                                 "dense": lambda: dense.evaluate_population(pop),
                                  "bare": lambda: bare(xt, k1, k2).numpy()}, repeats)
-    t_b, t_c = times["deapnn"], times["bare"]
+    t_b, t_d, t_c = times["deapnn"], times["dense"], times["bare"]
     rate_b = population * samples / t_b
+    rate_d = population * samples / t_d
     rate_c = population * samples / t_c
+    live = int(np.count_nonzero(np.any(x.reshape(samples, -1) != 0, axis=0)))
+    # the two ways give the same fitness
+    np.testing.assert_allclose([f[0] for f in evaluator.evaluate_population(pop)],
+                               [f[0] for f in dense.evaluate_population(pop)], atol=1e-5)
 
     # sanity: (b) computes what Keras computes
     model.set_weights(codec.unflatten(pop[0]))
@@ -122,10 +135,12 @@ def measure(hidden: int, population: int, samples: int, repeats: int, tutorial_i
         "population": population,
         "samples": samples,
         "tutorial_individuals_timed": len(subset),
-        "seconds": {"tutorial": t_a, "deapnn": t_b, "bare": t_c},
-        "rate": {"tutorial": rate_a, "deapnn": rate_b, "bare": rate_c},
+        "live_input_pixels": live,
+        "seconds": {"tutorial": t_a, "deapnn": t_b, "deapnn_dense": t_d, "bare": t_c},
+        "rate": {"tutorial": rate_a, "deapnn": rate_b, "deapnn_dense": rate_d, "bare": rate_c},
         "deapnn_over_tutorial": rate_b / rate_a,
         "deapnn_over_bare": rate_b / rate_c,
+        "deapnn_dense_over_bare": rate_d / rate_c,
         "load_average_1min": [load, os.getloadavg()[0]],
     }
 
@@ -146,14 +161,15 @@ def main() -> None:
     rows = [measure(h, args.population, n, args.repeats, args.tutorial_individuals)
             for h in args.hidden for n in args.samples]
     print(f"population {args.population}; rates in individuals x samples per second "
-          f"(best of {args.repeats} timed calls; (b), (c) alternating)")
-    print(f"{'network':<12}{'samples':>8}{'(a) tutorial':>14}{'(b) deapnn':>14}{'(c) bare':>14}"
-          f"{'b/a':>9}{'b/c':>7}")
+          f"(best of {args.repeats} timed calls; (b), (b'), (c) alternating)")
+    print(f"{'network':<12}{'samples':>8}{'live px':>8}{'(a) tutorial':>14}{'(b) deapnn':>13}"
+          f"{'(b) dense':>13}{'(c) bare':>13}{'b/a':>7}{'b/c':>6}{'bd/c':>6}")
     for r in rows:
-        print(f"{r['network']:<12}{r['samples']:>8}{r['rate']['tutorial']:>14,.0f}"
-              f"{r['rate']['deapnn']:>14,.0f}"
-              f"{r['rate']['bare']:>14,.0f}{r['deapnn_over_tutorial']:>8.0f}x"
-              f"{r['deapnn_over_bare']:>7.2f}   load {r['load_average_1min'][0]:.1f}-"
+        print(f"{r['network']:<12}{r['samples']:>8}{r['live_input_pixels']:>8}"
+              f"{r['rate']['tutorial']:>14,.0f}{r['rate']['deapnn']:>13,.0f}"
+              f"{r['rate']['deapnn_dense']:>13,.0f}{r['rate']['bare']:>13,.0f}"
+              f"{r['deapnn_over_tutorial']:>6.0f}x{r['deapnn_over_bare']:>6.2f}"
+              f"{r['deapnn_dense_over_bare']:>6.2f}   load {r['load_average_1min'][0]:.1f}-"
               f"{r['load_average_1min'][1]:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},

@@ -28,7 +28,7 @@ from typing import Any
 from deapnn import seeding
 from deapnn.data import Dataset, DatasetLike, get_dataset
 from deapnn.failures import Failure, worst_values
-from deapnn.models import _keras, build_mlp, genome_values, make_optimizer
+from deapnn.models import LR_SCHEDULES, _keras, build_mlp, genome_values, make_optimizer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -174,6 +174,10 @@ class KerasEvaluator:
         steps_per_execution: training batches per compiled call (Keras's ``compile`` option);
             more is faster for small batches on CPU; the time limit and NaN checks then run
             every that many batches.
+        lr_schedule: ``"constant"`` (default) trains at the genome's learning rate;
+            ``"linear"`` or ``"cosine"`` decay it to 0 over the whole budget of ``max_epochs``
+            epochs (see :func:`~deapnn.models.make_optimizer`), so that a one-epoch fitness
+            scores how well a genome trains rather than how noisy its last steps were.
         verbose: Keras ``fit`` verbosity.
 
     Randomness: Keras's initialisers, dropout and shuffling, seeded per genome by
@@ -187,7 +191,7 @@ class KerasEvaluator:
                  failure: Sequence[float] | None = None, batch_size: int = 32,
                  loss: str = "sparse_categorical_crossentropy", seed: int = 0,
                  fail_on_timeout: bool = False, steps_per_execution: int = 1,
-                 verbose: int = 0) -> None:
+                 lr_schedule: str = "constant", verbose: int = 0) -> None:
         if not isinstance(data, Dataset) and not callable(data):
             raise TypeError(f"data must be a Dataset or a callable returning one, got {data!r}")
         if not callable(build):
@@ -229,6 +233,9 @@ class KerasEvaluator:
             raise ValueError(f"steps_per_execution must be a positive int, "
                              f"got {steps_per_execution!r}")
         self.steps_per_execution = steps_per_execution
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        self.lr_schedule = lr_schedule
         self.verbose = verbose
 
     @property
@@ -246,7 +253,7 @@ class KerasEvaluator:
         build = getattr(self.build, "__name__", repr(self.build))
         return (f"KerasEvaluator(data={self.data!r}, build={build}, max_epochs={self.max_epochs}, "
                 f"max_training_time={self.max_training_time}, metric={self.metric!r}, "
-                f"objectives={self.objectives})")
+                f"objectives={self.objectives}, lr_schedule={self.lr_schedule!r})")
 
     def __call__(self, genome: Any) -> tuple[float, ...]:
         """The fitness of ``genome``: a tuple, or a ``Failure`` with the reason."""
@@ -256,7 +263,11 @@ class KerasEvaluator:
         """Compiles an uncompiled ``model`` with the genome's optimizer, ``loss`` and ``metric``."""
         if not getattr(model, "compiled", False):
             metrics = [] if self.metric == "loss" else [self.metric]
-            model.compile(optimizer=make_optimizer(genome), loss=self.loss, metrics=metrics,
+            steps = self.max_epochs * math.ceil(len(self.dataset.x_train)
+                                                / self._batch_size(genome))
+            model.compile(optimizer=make_optimizer(genome, schedule=self.lr_schedule,
+                                                   steps=steps),
+                          loss=self.loss, metrics=metrics,
                           steps_per_execution=self.steps_per_execution)
         return model
 
@@ -358,7 +369,8 @@ def train_best(genome: Any, evaluator_or_data: KerasEvaluator | DatasetLike, *,
                epochs: int = 50, patience: int = 5, path: str | os.PathLike | None = None,
                build: BuildFn | None = None, monitor: str = "val_loss",
                batch_size: int | None = None, max_training_time: float | None = None,
-               seed: int | None = None, verbose: int = 0) -> BestResult:
+               seed: int | None = None, lr_patience: int | None = None,
+               lr_factor: float = 0.5, verbose: int = 0) -> BestResult:
     """Fully trains the fittest genome, scores it on the test split and saves it.
 
     Trains for up to ``epochs`` epochs with early stopping on ``monitor`` (validation data,
@@ -379,6 +391,10 @@ def train_best(genome: Any, evaluator_or_data: KerasEvaluator | DatasetLike, *,
         max_training_time: optional limit in seconds for the whole training.
         seed: base seed; default the evaluator's (or 0). Keras is seeded with
             :func:`genome_seed`; Python's and numpy's global random states are restored.
+        lr_patience: if set, multiply the learning rate by ``lr_factor`` after that many
+            epochs without improvement of ``monitor`` (Keras ``ReduceLROnPlateau``); keep it
+            below ``patience`` so the lower rate gets epochs to help before training stops.
+        lr_factor: the factor of ``lr_patience``, in (0, 1).
         verbose: Keras ``fit`` verbosity.
 
     Returns:
@@ -396,12 +412,20 @@ def train_best(genome: Any, evaluator_or_data: KerasEvaluator | DatasetLike, *,
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
         raise ValueError(f"patience must be a non-negative int, got {patience!r}")
+    if lr_patience is not None and (isinstance(lr_patience, bool)
+                                    or not isinstance(lr_patience, int) or lr_patience < 0):
+        raise ValueError(f"lr_patience must be a non-negative int or None, got {lr_patience!r}")
+    if not 0.0 < lr_factor < 1.0:
+        raise ValueError(f"lr_factor must be in (0, 1), got {lr_factor!r}")
     data = evaluator.dataset
     build = build or evaluator.build
     values = genome_values(genome)
     stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
                                             restore_best_weights=True)
     callbacks = [stopper, _guard_class()(max_training_time)]
+    if lr_patience is not None:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=lr_factor,
+                                                           patience=lr_patience))
     start = time.monotonic()
     with _seeded(genome_seed(genome, evaluator.seed if seed is None else seed)):
         model = build(genome, data.input_shape, data.n_classes)

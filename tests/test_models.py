@@ -115,6 +115,29 @@ def test_make_optimizer_uses_the_genomes_optimizer_and_learning_rate():
         models.make_optimizer({"optimizer": "nope"})
 
 
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_make_optimizer_decays_the_genomes_learning_rate_to_zero(schedule):
+    opt = models.make_optimizer(mlp(optimizer="nadam", learning_rate=0.004), schedule=schedule,
+                                steps=100)
+    assert type(opt).__name__ == "Nadam"
+    rate = opt.learning_rate  # read through the schedule at the optimizer's current step
+    assert float(rate) == pytest.approx(0.004)
+    opt.iterations.assign(50)
+    assert 0.0 < float(opt.learning_rate) < 0.004
+    opt.iterations.assign(100)
+    assert float(opt.learning_rate) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"schedule": "step"}, "schedule must be one of .*'constant', 'linear', 'cosine'.*got 'step'"),
+    ({"schedule": "linear"}, "a 'linear' schedule needs steps, a positive int; got None"),
+    ({"schedule": "cosine", "steps": 0}, "a 'cosine' schedule needs steps, a positive int; got 0"),
+])
+def test_make_optimizer_rejects_bad_schedules(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        models.make_optimizer({}, **kwargs)
+
+
 def test_genome_values_rejects_other_types():
     with pytest.raises(TypeError, match="expected a deapnn genome or a dict of gene values, got 3"):
         models.genome_values(3)

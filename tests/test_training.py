@@ -120,10 +120,40 @@ def test_evaluator_pickles_cheaply_with_a_loader():
     ({"objectives": ("score", "speed")}, ValueError, "objectives must be distinct names"),
     ({"failure": (0.0, 1.0)}, ValueError, "failure needs one value per objective"),
     ({"metric": 3}, TypeError, "metric must be a Keras metric name, got 3"),
+    ({"lr_schedule": "exp"}, ValueError, "lr_schedule must be one of .* got 'exp'"),
 ])
 def test_evaluator_rejects_bad_configuration(kwargs, error, message):
     with pytest.raises(error, match=message):
         training.KerasEvaluator(DIGITS, **kwargs)
+
+
+def test_linear_lr_schedule_decays_to_zero_over_the_training_budget():
+    evaluator = training.KerasEvaluator(DIGITS, max_epochs=2, lr_schedule="linear")
+    genome = small_mlp(neurons0=32, learning_rate=0.01, batch_size=64)
+    model = evaluator.compile(models.build_mlp(genome, (8, 8), 10), genome)
+    steps = 2 * math.ceil(len(evaluator.dataset.x_train) / 64)  # two epochs of 64-sample batches
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+    model.optimizer.iterations.assign(steps // 2)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.005)
+    model.optimizer.iterations.assign(steps)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+    score = evaluator(genome)[0]  # and it trains (chance is 0.1)
+    assert 0.5 < score <= 1.0
+
+
+def test_train_best_reduces_the_learning_rate_on_plateaus():
+    evaluator = training.KerasEvaluator(DIGITS, max_epochs=1)
+    genome = small_mlp(neurons0=32, learning_rate=0.01, batch_size=16)
+    result = training.train_best(genome, evaluator, epochs=8, patience=8, lr_patience=0,
+                                 lr_factor=0.5, monitor="val_accuracy")
+    # patience 0: every epoch that does not raise the validation accuracy halves the rate;
+    # over 8 epochs the accuracy of a few hundred digits stalls at least once
+    assert result.epochs == 8
+    assert float(result.model.optimizer.learning_rate) <= 0.005
+    with pytest.raises(ValueError, match="lr_patience must be a non-negative int or None, got -1"):
+        training.train_best(genome, evaluator, lr_patience=-1)
+    with pytest.raises(ValueError, match="lr_factor must be in \\(0, 1\\), got 1.5"):
+        training.train_best(genome, evaluator, lr_factor=1.5)
 
 
 def test_train_best_saves_a_model_that_reloads_and_scores_the_same(tmp_path):

@@ -61,6 +61,67 @@ def test_outputs_equal_keras_forward_pass(spec):
     assert finite.all()
 
 
+def sparse_data(n=40, seed=0):
+    """Inputs whose border features are zero in every sample (like MNIST's blank pixels)."""
+    x, y = data(n, seed)
+    x[:, :2, :] = 0.0
+    x[:, :, -3:] = 0.0
+    return x, y
+
+
+@pytest.mark.parametrize("spec", [MLP, NetworkSpec((10, 10), (FlattenSpec(), DenseSpec(6, "relu",
+                                                                use_bias=False), DenseSpec(5)))],
+                         ids=["merged-bias", "no-bias"])
+def test_skipping_zero_inputs_gives_the_same_fitness_as_keras(spec):
+    x, y = sparse_data()
+    model = spec.build_keras()
+    codec = WeightCodec(model)
+    weights = population(codec.size)
+    pruned = BatchedEvaluator(spec, x, y, batch_size=None)
+    dense = BatchedEvaluator(spec, x, y, batch_size=None, skip_zero_inputs=False)
+    chunks, keep = pruned._ensure_graph().prepare(x, y)
+    assert pruned._graph.pruned and keep is not None
+    assert len(keep.numpy()) == 8 * 7 + spec.layers[1].use_bias  # 56 live features (+ bias row)
+    assert chunks[0][0].shape == (40, len(keep.numpy()))
+    fits = pruned.evaluate_population(list(weights))
+    assert [f[0] for f in fits] == pytest.approx(
+        [f[0] for f in dense.evaluate_population(list(weights))], abs=1e-5)
+    for vector, fit in zip(weights, fits):
+        codec.decode(vector)
+        logits_or_probs = np.asarray(model(x, training=False))
+        expect = keras.losses.sparse_categorical_crossentropy(
+            y, logits_or_probs, from_logits=spec.layers[-1].activation != "softmax")
+        assert fit[0] == pytest.approx(-float(np.mean(expect)), abs=1e-4)
+
+
+def test_a_non_finite_weight_on_a_skipped_input_is_still_a_failure():
+    x, y = sparse_data()
+    evaluator = BatchedEvaluator(MLP, x, y, batch_size=None)
+    weights = population(evaluator.size, p=3)
+    weights[1, 5] = np.inf  # kernel row 0 (feature (0, 0): zero in every sample), unit 5
+    fits = evaluator.evaluate_population(list(weights))
+    assert not is_failure(fits[0]) and not is_failure(fits[2])
+    assert is_failure(fits[1]) and fits[1].reason == "non-finite network output"
+
+
+def test_the_fused_head_falls_back_to_the_plain_graph_where_xla_fails():
+    import tensorflow as tf
+
+    x, y = data()
+    evaluator = BatchedEvaluator(MLP, x, y, batch_size=None)
+    weights = list(population(evaluator.size, p=3))
+    fused = evaluator.evaluate_population(weights)
+    assert evaluator._graph._fused is True  # XLA works on this machine
+
+    def broken(*args):
+        raise tf.errors.UnimplementedError(None, None, "no XLA here")
+
+    evaluator._graph._fitness_fused, evaluator._graph._fused = broken, None
+    plain = evaluator.evaluate_population(weights)
+    assert evaluator._graph._fused is False
+    assert [f[0] for f in plain] == pytest.approx([f[0] for f in fused], abs=1e-6)
+
+
 def test_unsupported_model_falls_back_per_individual():
     inputs = keras.Input((10, 10))
     flat = keras.layers.Flatten()(inputs)

@@ -35,3 +35,14 @@ def test_weights_mnist_methods_run_and_report(method, tmp_path):
     assert "precision" in result["classification_report_text"]
     weights_mnist.plot([result], tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 0
+
+
+def test_weights_throughput_measures_all_four_ways_on_real_mnist():
+    throughput = pytest.importorskip("weights_throughput")
+    row = throughput.measure(hidden=8, population=6, samples=64, repeats=2,
+                             tutorial_individuals=2)
+    assert row["network"] == "784-8-10" and row["parameters"] == 784 * 8 + 8 + 8 * 10 + 10
+    assert set(row["rate"]) == {"tutorial", "deapnn", "deapnn_dense", "bare"}
+    assert all(rate > 0 for rate in row["rate"].values())
+    assert 0 < row["live_input_pixels"] < 784  # MNIST's blank border pixels
+    assert row["deapnn_over_bare"] == pytest.approx(row["rate"]["deapnn"] / row["rate"]["bare"])

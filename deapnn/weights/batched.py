@@ -11,7 +11,10 @@ data; a non-finite output gives a :class:`deapnn.failures.Failure` fitness.
 Per call, the individuals are copied once, with numpy, into reusable 64-byte-aligned blocks, one
 per graph input (a layer's kernel, its bias, or a first Dense layer's kernel and bias together),
 which TensorFlow then reads in place through DLPack; the minibatch is converted to TensorFlow once
-per step. The head computes the softmax cross-entropy from logits laid out ``(P, K, B)``.
+per step. The head computes the softmax cross-entropy from logits laid out ``(P, K, B)``, its
+elementwise work fused into one XLA kernel where XLA is available. When the first weight layer is
+Dense, input features that are zero in every sample of the minibatch are left out of it
+(``skip_zero_inputs``): exact, and on MNIST about 29% less work in the dominant layer.
 
 :class:`BatchedMap` is a DEAP ``map``: given the evaluator as the function, it evaluates all the
 individuals it receives together, so ``algorithms.eaSimple`` and ``algorithms.eaGenerateUpdate``
@@ -394,10 +397,22 @@ def _weight_plan(spec: NetworkSpec) -> tuple[list[tuple], list[tuple[int, int, t
     return plan, spans
 
 
-def _build_forward(spec: NetworkSpec) -> Callable:
+def _first_dense(spec: NetworkSpec) -> tuple | None:
+    """The plan entry of the first weight layer when it is Dense on the shared input, else None."""
+    plan, _ = _weight_plan(spec)
+    first = next(entry for entry in plan if isinstance(entry[0], (DenseSpec, Conv2DSpec)))
+    return first if isinstance(first[0], DenseSpec) else None
+
+
+def _build_forward(spec: NetworkSpec, pruned: bool = False) -> Callable:
     """Python function ``(params, x (B, ...)) -> logits (P, B, K)`` for tf.function.
 
     With ``classes_first=True`` the logits come out as ``(P, K, B)``.
+
+    With ``pruned`` (only when the first weight layer is Dense, see :func:`_first_dense`), ``x``
+    is the flat input already reduced to the columns ``keep`` (the kept input features, then a
+    column of ones for a merged bias) and the first layer multiplies it with the matching rows
+    of its kernel span, ``tf.gather(kernel, keep, axis=1)``; layers before it are skipped.
 
     ``params`` holds one tensor per span of :func:`_weight_plan`, shaped ``(P, *span_shape)``
     (the population's blocks, see :meth:`BatchedEvaluator._blocks`), so no layer slices its
@@ -412,14 +427,17 @@ def _build_forward(spec: NetworkSpec) -> Callable:
     plan, spans = _weight_plan(spec)
     last = len(plan) - 1
 
-    def forward(weights: Sequence[Any], x: Any, classes_first: bool = False) -> Any:
+    def forward(weights: Sequence[Any], x: Any, classes_first: bool = False,
+                keep: Any = None) -> Any:
         pop = tf.shape(weights[0])[0]
         batch = tf.shape(x)[0]
         h = x
         mode = "shared"
         prev_shape = tuple(spec.input_shape)
         for i, (layer, out_shape, params, merged) in enumerate(plan):
-            if isinstance(layer, FlattenSpec):
+            if pruned and mode == "shared" and not isinstance(layer, DenseSpec):
+                pass  # x is already flat and pruned
+            elif isinstance(layer, FlattenSpec):
                 if mode == "shared":
                     h = tf.reshape(h, (batch, -1))
                 elif mode == "packed":
@@ -441,7 +459,9 @@ def _build_forward(spec: NetworkSpec) -> Callable:
                 h = pool(h, layer.pool_size, strides, layer.padding.upper())
             elif isinstance(layer, DenseSpec):
                 kernel = weights[params[0]]
-                if merged:  # (P, I + 1, U): kernel rows, then the bias row
+                if pruned and mode == "shared":  # x holds the kept columns (and the ones)
+                    kernel = tf.gather(kernel, keep, axis=1)
+                elif merged:  # (P, I + 1, U): kernel rows, then the bias row
                     h = tf.concat([h, tf.ones((batch, 1), h.dtype)], axis=1)
                 if i == last and classes_first:
                     # (P, K, B) = kernel^T @ h^T: the head then reduces over a middle axis of K,
@@ -480,21 +500,27 @@ class _Graph:
     and the number of samples free, so each function is traced once.
     """
 
-    def __init__(self, spec: NetworkSpec):
+    def __init__(self, spec: NetworkSpec, prune: bool = False):
         import tensorflow as tf
 
-        forward = _build_forward(spec)
-        self.softmax_output = spec.layers[-1].activation == "softmax"
         self.spans = _weight_plan(spec)[1]
+        first = _first_dense(spec)
+        #: whether :meth:`fitness` takes pruned inputs (``keep``); see :meth:`prepare`
+        self.pruned = bool(prune) and first is not None
+        self.merged = first is not None and first[3]
+        # the index of a merged first span's bias row: (I + 1, U) -> I
+        self._bias_row = self.spans[first[2][0]][2][0] - 1 if self.merged else None
+        forward = _build_forward(spec)
+        fitness_forward = _build_forward(spec, pruned=True) if self.pruned else forward
+        self.softmax_output = spec.layers[-1].activation == "softmax"
         w_spec = tuple(tf.TensorSpec([None, *shape], tf.float32) for _, _, shape in self.spans)
         x_spec = tf.TensorSpec([None, *spec.input_shape], tf.float32)
         y_spec = tf.TensorSpec([None], tf.int32)
+        keep_spec = tf.TensorSpec([None], tf.int32)
         n_classes = spec.n_outputs
 
-        @tf.function(input_signature=[w_spec, x_spec, y_spec])
-        def fitness(weights, x, y):
-            # a softmax head's pre-activations; any other head's outputs are read as logits
-            logits = forward(weights, x, classes_first=True)  # (P, K, B)
+        def head(logits, y):
+            """Cross-entropy, accuracy and finiteness of ``(P, K, B)`` logits (elementwise work)."""
             finite = tf.reduce_all(tf.math.is_finite(logits), axis=[1, 2])
             # softmax cross-entropy, log(sum(exp(l - max))) - (l_y - max), as
             # tf.nn.sparse_softmax_cross_entropy_with_logits computes it (that op is ~2x slower
@@ -508,15 +534,83 @@ class _Graph:
             correct = tf.cast(tf.equal(predicted, y[None, :]), tf.float32)
             return tf.reduce_mean(ce, axis=1), tf.reduce_mean(correct, axis=1), finite
 
+        def make_fitness(head):
+            if not self.pruned:
+                @tf.function(input_signature=[w_spec, x_spec, y_spec])
+                def fitness(weights, x, y):
+                    # a softmax head's pre-activations; other heads' outputs are read as logits
+                    return head(forward(weights, x, classes_first=True), y)  # logits (P, K, B)
+
+                return fitness
+
+            @tf.function(input_signature=[w_spec, tf.TensorSpec([None, None], tf.float32),
+                                          y_spec, keep_spec])
+            def pruned_fitness(weights, x, y, keep):
+                ce, acc, finite = head(fitness_forward(weights, x, True, keep), y)
+                # a non-finite weight on a dropped input would make Keras' output NaN (0 * inf)
+                first_kernel = weights[first[2][0]]
+                return ce, acc, finite & tf.reduce_all(tf.math.is_finite(first_kernel), axis=[1, 2])
+
+            return pruned_fitness
+
+        # The head is a dozen elementwise ops over (P, K, B); run one by one they cost as much
+        # as the last matmul. XLA fuses them into one loop (the matmuls stay on TensorFlow's
+        # oneDNN kernels, which are faster on CPU than XLA's). Where XLA is unavailable or
+        # fails, the first call falls back to the plain graph (see :meth:`fitness`).
+        self._fitness_fused = make_fitness(tf.function(head, jit_compile=True))
+        self._fitness_plain = make_fitness(head)
+        self._fused: bool | None = None
+        self._errors = (tf.errors.OpError, NotImplementedError)
+
         @tf.function(input_signature=[w_spec, x_spec])
         def predict(weights, x):
             out = forward(weights, x)
             return tf.nn.softmax(out, axis=-1) if self.softmax_output else out
 
-        self.fitness = fitness
         self.predict = predict
         self.tensor = _zero_copy_converter(tf)
         self.constant = tf.constant
+
+    def fitness(self, weights: tuple, x: Any, y: Any, keep: Any = None) -> tuple[Any, Any, Any]:
+        """``(cross-entropy (P,), accuracy (P,), finite (P,))`` of the population on ``(x, y)``.
+
+        When :attr:`pruned`, ``x`` and ``keep`` come from :meth:`prepare`.
+        """
+        args = (weights, x, y, keep) if self.pruned else (weights, x, y)
+        if self._fused is None:
+            try:
+                out = self._fitness_fused(*args)
+                self._fused = True
+                return out
+            except self._errors:
+                self._fused = False
+        return (self._fitness_fused if self._fused else self._fitness_plain)(*args)
+
+    def prepare(self, x: numpy.ndarray, y: numpy.ndarray,
+                chunk: int = 2048) -> tuple[list[tuple[Any, Any, int]], Any]:
+        """Samples as TensorFlow inputs of :meth:`fitness`: ``([(x, y, count) per chunk], keep)``.
+
+        When :attr:`pruned`, input features that are zero in every sample are dropped (``keep``
+        lists the others, then the bias row of a merged first span): their products with the
+        kernel are exact zeros, so the scores are unchanged up to float summation order while
+        the first layer does less work. MNIST minibatches of 256 images leave out about 29% of
+        the pixels. ``keep`` is None otherwise.
+        """
+        n = x.shape[0]
+        keep = None
+        if self.pruned:
+            x = x.reshape(n, -1)
+            columns = numpy.flatnonzero(numpy.any(x != 0, axis=0))
+            if columns.size == 0:
+                columns = numpy.zeros(1, numpy.int64)  # an all-zero input still needs a column
+            x = x[:, columns]
+            if self.merged:
+                x = numpy.concatenate([x, numpy.ones((n, 1), numpy.float32)], axis=1)
+                columns = numpy.append(columns, self._bias_row)
+            keep = self.constant(columns.astype(numpy.int32))
+        chunks = [(self.constant(x[s : s + chunk]), self.constant(y[s : s + chunk]),
+                   len(y[s : s + chunk])) for s in range(0, n, chunk)]
+        return chunks, keep
 
 
 def _zero_copy_converter(tf: Any) -> Callable:
@@ -586,6 +680,10 @@ class BatchedEvaluator:
         chunk_size: Individuals per TensorFlow call (bounds memory; conv fronts need it).
         failure_value: Fitness of a non-finite output; default ``-inf`` for cross-entropy and
             ``0.0`` for accuracy.
+        skip_zero_inputs: When the first weight layer is Dense, leave out of it the input
+            features that are zero in every sample of the minibatch (and the kernel rows they
+            would multiply): exact zeros, so the same scores for less work on sparse inputs
+            such as MNIST's blank border pixels. A non-finite weight still gives a failure.
     """
 
     def __init__(
@@ -600,6 +698,7 @@ class BatchedEvaluator:
         seed: int = 0,
         chunk_size: int = 1024,
         failure_value: float | None = None,
+        skip_zero_inputs: bool = True,
     ):
         if fitness not in FITNESSES:
             raise ValueError(f"fitness must be one of {FITNESSES}, got {fitness!r}")
@@ -618,6 +717,7 @@ class BatchedEvaluator:
         self.resample = resample
         self.seed = seed
         self.chunk_size = chunk_size
+        self.skip_zero_inputs = bool(skip_zero_inputs)
         self.failure_value = (
             failure_value if failure_value is not None
             else (float("-inf") if fitness == "neg_cross_entropy" else 0.0)
@@ -714,8 +814,8 @@ class BatchedEvaluator:
             ce, acc, finite = self.scores(individuals, x, y)
         else:
             rows = self._rows(individuals)
-            batches, n = self._batch_tensors(self.step if step is None else step)
-            ce, acc, finite = self._graph_scores(rows, batches, n)
+            inputs, n = self._batch_tensors(self.step if step is None else step)
+            ce, acc, finite = self._graph_scores(rows, inputs, n)
         values = -ce if self.fitness == "neg_cross_entropy" else acc
         out: list[tuple] = []
         for value, ok in zip(values.tolist(), finite.tolist()):
@@ -742,13 +842,8 @@ class BatchedEvaluator:
         y = numpy.asarray(y).astype(numpy.int32)
         n = x.shape[0]
         if self.spec is not None:
-            graph = self._ensure_graph()
-            batches = [
-                (graph.constant(x[s : s + sample_chunk]), graph.constant(y[s : s + sample_chunk]),
-                 len(y[s : s + sample_chunk]))
-                for s in range(0, n, sample_chunk)
-            ]
-            return self._graph_scores(self._rows(weights), batches, n)
+            inputs = self._ensure_graph().prepare(x, y, sample_chunk)
+            return self._graph_scores(self._rows(weights), inputs, n)
         weights = self._matrix(weights)
         ce = numpy.zeros(weights.shape[0], numpy.float64)
         acc = numpy.zeros(weights.shape[0], numpy.float64)
@@ -839,8 +934,8 @@ class BatchedEvaluator:
                 numpy.concatenate([row[a:b] for row in rows], out=block.reshape(-1), casting="unsafe")
         return blocks
 
-    def _batch_tensors(self, step: int) -> tuple[list[tuple[Any, Any, int]], int]:
-        """Minibatch ``step`` as TensorFlow tensors in chunks of 2048 samples, and its size.
+    def _batch_tensors(self, step: int) -> tuple[tuple, int]:
+        """Minibatch ``step`` as :meth:`_Graph.prepare` inputs (2048-sample chunks), and its size.
 
         Converted once per step and kept (one step at a time), so the generation's calls and
         chunks reuse the tensors instead of copying numpy arrays into TensorFlow every call.
@@ -849,20 +944,17 @@ class BatchedEvaluator:
         cached = self._batches
         if cached is not None and cached[0] == key:
             return cached[1]
-        graph = self._ensure_graph()
         x, y = self.minibatch(step)
-        chunks = [
-            (graph.constant(x[s : s + 2048]), graph.constant(y[s : s + 2048]), len(y[s : s + 2048]))
-            for s in range(0, x.shape[0], 2048)
-        ]
-        self._batches = (key, (chunks, x.shape[0]))
-        return chunks, x.shape[0]
+        inputs = self._ensure_graph().prepare(x, y)
+        self._batches = (key, (inputs, x.shape[0]))
+        return inputs, x.shape[0]
 
     def _graph_scores(
-        self, rows: Any, batches: Sequence[tuple[Any, Any, int]], n: int
+        self, rows: Any, inputs: tuple, n: int
     ) -> tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
-        """:meth:`scores` through the batched graph, on sample chunks already in TensorFlow."""
+        """:meth:`scores` through the batched graph, on :meth:`_Graph.prepare` inputs."""
         graph = self._ensure_graph()
+        batches, keep = inputs
         pop = len(rows)
         ce = numpy.zeros(pop, numpy.float64)
         acc = numpy.zeros(pop, numpy.float64)
@@ -870,7 +962,7 @@ class BatchedEvaluator:
         for p in range(0, pop, self.chunk_size):
             params = tuple(graph.tensor(b) for b in self._blocks(rows[p : p + self.chunk_size]))
             for xs, ys, k in batches:
-                c, a, f = graph.fitness(params, xs, ys)
+                c, a, f = graph.fitness(params, xs, ys, keep)
                 ce[p : p + self.chunk_size] += c.numpy() * k
                 acc[p : p + self.chunk_size] += a.numpy() * k
                 finite[p : p + self.chunk_size] &= f.numpy()
@@ -879,7 +971,7 @@ class BatchedEvaluator:
 
     def _ensure_graph(self) -> "_Graph":
         if self._graph is None:
-            self._graph = _Graph(self.spec)
+            self._graph = _Graph(self.spec, prune=self.skip_zero_inputs)
         return self._graph
 
     def _ensure_model(self) -> Any:
