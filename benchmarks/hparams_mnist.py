@@ -7,7 +7,9 @@ that epoch (``--lr-schedule``, budget-aware training); DEAP's ``eaSimple`` (thro
 fittest genome is then fully trained by ``deapnn.training.train_best`` (early stopping on the
 validation accuracy, learning rate halved on plateaus) and scored once on the 10000 test images.
 
-To reproduce: ``python benchmarks/hparams_mnist.py --population 16 --ngen 5 --seed 0``
+To reproduce: ``python benchmarks/hparams_mnist.py --population 24 --ngen 10 --seed 0
+--max-training-time 90``. Long runs: add ``--checkpoint run.pkl``; running the same command again
+resumes after the last finished generation.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def run(args: argparse.Namespace) -> tuple[dict, tools.Logbook]:
     population = toolbox.population(n=args.population)
     population, logbook = deapnn.evolve(population, toolbox, args.ngen, cxpb=args.cxpb,
                                         mutpb=args.mutpb, stats=deapnn.fitness_stats(),
-                                        halloffame=hof, progress=True)
+                                        halloffame=hof, checkpoint=args.checkpoint,
+                                        progress=True)
     evolve_seconds = time.perf_counter() - start - load_seconds
     best = hof[0]
     val_accuracy = best.fitness.values[0]
@@ -177,6 +180,10 @@ def main() -> None:
                         help="early-stopping quantity of train_best")
     parser.add_argument("--best-time", type=float, default=900.0,
                         help="time limit of train_best in seconds")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="save the run after every generation; if the file exists, resume "
+                             "from it (give a larger --ngen to extend a finished run; the wall "
+                             "time then counts only this process's generations)")
     parser.add_argument("--out", type=Path, default=RESULTS / "hparams_mnist.json")
     parser.add_argument("--train-only", type=Path, default=None, metavar="REPORT_JSON",
                         help="skip the evolution: train_best the best genome of an earlier "
