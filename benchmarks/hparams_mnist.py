@@ -43,6 +43,27 @@ def _jsonable(value):
     return value
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run."""
+    return "python benchmarks/hparams_mnist.py " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+        if k != "out" and v is not None)
+
+
+def _train_best(genome, evaluator: KerasEvaluator, args: argparse.Namespace):
+    """``train_best`` with the script's options; returns the result and its JSON record."""
+    result = train_best(genome, evaluator, epochs=args.best_epochs, patience=args.patience,
+                        monitor=args.monitor,
+                        path=Path(args.out).with_name(Path(args.out).stem + "_best"),
+                        max_training_time=args.best_time,
+                        lr_patience=None if args.lr_patience < 0 else args.lr_patience)
+    record = {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
+              "val_accuracy": result.val_accuracy, "epochs": result.epochs,
+              "best_epoch": result.best_epoch, "seconds": result.seconds,
+              "model_path": str(result.model_path), "genome_path": str(result.genome_path)}
+    return result, record
+
+
 def run(args: argparse.Namespace) -> tuple[dict, tools.Logbook]:
     """Runs the evolution and ``train_best``; returns the JSON-able report and the logbook."""
     deapnn.seed(args.seed)
@@ -73,11 +94,7 @@ def run(args: argparse.Namespace) -> tuple[dict, tools.Logbook]:
     print(f"  1-epoch validation accuracy {val_accuracy:.4f}")
 
     best_start = time.perf_counter()
-    result = train_best(best, evaluator, epochs=args.best_epochs, patience=args.patience,
-                        monitor=args.monitor,
-                        path=Path(args.out).with_name(Path(args.out).stem + "_best"),
-                        max_training_time=args.best_time,
-                        lr_patience=None if args.lr_patience < 0 else args.lr_patience)
+    result, best_record = _train_best(best, evaluator, args)
     best_seconds = time.perf_counter() - best_start
     total = time.perf_counter() - start
     print(f"train_best: {result.epochs} epochs (best {result.best_epoch}), "
@@ -98,19 +115,13 @@ def run(args: argparse.Namespace) -> tuple[dict, tools.Logbook]:
                     "failure": fitness.reason if is_failure(fitness) else None}
                    for key, fitness in toolbox.cache.records.items()]
     report = {
-        "command": "python benchmarks/hparams_mnist.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k != "out" and v is not None),
+        "command": _command(args),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "cpu_count": os.cpu_count(),
         "best_genome": best.as_dict(),
         "best_val_accuracy_1_epoch": val_accuracy,
         "hall_of_fame": [{"genome": g.as_dict(), "val_accuracy": g.fitness.values[0]} for g in hof],
-        "train_best": {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
-                       "val_accuracy": result.val_accuracy, "epochs": result.epochs,
-                       "best_epoch": result.best_epoch, "seconds": result.seconds,
-                       "model_path": str(result.model_path),
-                       "genome_path": str(result.genome_path)},
+        "train_best": best_record,
         "distinct_evaluations": toolbox.cache.misses,
         "cache_hits": toolbox.cache.hits,
         "failures": len(toolbox.cache.failures),
@@ -129,26 +140,16 @@ def retrain(args: argparse.Namespace) -> dict:
     evaluator = KerasEvaluator(functools.partial(load_mnist, validation=args.validation),
                                seed=args.seed, steps_per_execution=args.steps_per_execution)
     start = time.perf_counter()
-    result = train_best(genome, evaluator, epochs=args.best_epochs, patience=args.patience,
-                        monitor=args.monitor,
-                        path=Path(args.out).with_name(Path(args.out).stem + "_best"),
-                        max_training_time=args.best_time,
-                        lr_patience=None if args.lr_patience < 0 else args.lr_patience)
+    result, record = _train_best(genome, evaluator, args)
     seconds = time.perf_counter() - start
     print(f"train_best of {args.train_only}'s best genome (1-epoch validation accuracy "
           f"{earlier['best_val_accuracy_1_epoch']:.4f}): {result.epochs} epochs (best "
           f"{result.best_epoch}), test accuracy {result.test_accuracy:.4f}, test loss "
           f"{result.test_loss:.4f}, {seconds / 60:.1f} min")
-    return {"command": "python benchmarks/hparams_mnist.py " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                if v is not None and k != "out"),
+    return {"command": _command(args),
             "best_genome": genome.as_dict(),
             "best_val_accuracy_1_epoch": earlier["best_val_accuracy_1_epoch"],
-            "train_best": {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
-                           "val_accuracy": result.val_accuracy, "epochs": result.epochs,
-                           "best_epoch": result.best_epoch, "seconds": result.seconds,
-                           "model_path": str(result.model_path),
-                           "genome_path": str(result.genome_path)},
+            "train_best": record,
             "seconds": {"train_best": seconds}}
 
 

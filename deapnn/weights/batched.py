@@ -397,9 +397,9 @@ def _weight_plan(spec: NetworkSpec) -> tuple[list[tuple], list[tuple[int, int, t
     return plan, spans
 
 
-def _first_dense(spec: NetworkSpec) -> tuple | None:
-    """The plan entry of the first weight layer when it is Dense on the shared input, else None."""
-    plan, _ = _weight_plan(spec)
+def _first_dense(plan: Sequence[tuple]) -> tuple | None:
+    """The entry of a :func:`_weight_plan` plan for the first weight layer when it is Dense (on
+    the shared input), else None."""
     first = next(entry for entry in plan if isinstance(entry[0], (DenseSpec, Conv2DSpec)))
     return first if isinstance(first[0], DenseSpec) else None
 
@@ -503,8 +503,8 @@ class _Graph:
     def __init__(self, spec: NetworkSpec, prune: bool = False):
         import tensorflow as tf
 
-        self.spans = _weight_plan(spec)[1]
-        first = _first_dense(spec)
+        plan, self.spans = _weight_plan(spec)
+        first = _first_dense(plan)
         #: whether :meth:`fitness` takes pruned inputs (``keep``); see :meth:`prepare`
         self.pruned = bool(prune) and first is not None
         self.merged = first is not None and first[3]
