@@ -81,7 +81,7 @@ def run_ga(space: SearchSpace, scores: dict, seed: int, args: argparse.Namespace
     deapnn.seed(seed)
     lookup = TableLookup(space, scores)
     toolbox = deapnn.make_toolbox(space, lookup, mate=args.mate, mutate=args.mutate,
-                                  mutate_kwargs={"indpb": args.indpb},
+                                  mutate_kwargs={} if args.mutate == "one_gene" else {"indpb": args.indpb},
                                   select_kwargs={"tournsize": args.tournsize}, novel=args.novel)
     population = toolbox.population(n=args.population)
     algorithms.eaSimple(population, toolbox, cxpb=args.cxpb, mutpb=args.mutpb, ngen=args.ngen,
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--indpb", type=float, default=0.2)
     parser.add_argument("--tournsize", type=int, default=3)
     parser.add_argument("--mate", default="uniform", choices=["uniform", "one_point"])
-    parser.add_argument("--mutate", default="resample", choices=["resample", "one_gene"])
+    parser.add_argument("--mutate", default="resample", choices=["resample", "one_gene", "perturb"])
     parser.add_argument("--novel", action=argparse.BooleanOptionalAction, default=True,
                         help="re-mutate children that duplicate an evaluated genome")
     parser.add_argument("--patience", type=int, default=25,

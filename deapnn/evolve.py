@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,8 @@ def evolve(
                               cache records and every RNG state
         while g < ngen:
             population = <DEAP algorithm>(population, toolbox, ngen=1, ...)
-            g += 1; append the generation's record to the logbook
+            g += 1; append the generation's record, with the evolution's wall time so far
+                    ("elapsed", seconds, summed over resumed runs), to the logbook
             save checkpoint
 
     Args:
@@ -112,6 +114,8 @@ def evolve(
             cache.load_state(state["cache"])
         seeding.set_state(state["rng"])
 
+    elapsed = logbook[-1].get("elapsed", 0.0) if len(logbook) else 0.0
+    clock = time.perf_counter()
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -123,9 +127,12 @@ def evolve(
                 population, toolbox, algorithm, cxpb, mutpb, mu, lambda_, stats, halloffame
             )
             records = list(lb) if gen == 0 else list(lb)[1:]
-            for rec in records:
+            now = time.perf_counter()
+            elapsed, clock = elapsed + now - clock, now
+            for rec in records:  # generations 0 and 1 come from one call and share its time
                 rec = dict(rec)
                 rec["gen"] = rec["gen"] + gen
+                rec["elapsed"] = elapsed
                 logbook.record(**rec)
             if not logbook.header:
                 logbook.header = lb.header

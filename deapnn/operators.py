@@ -100,6 +100,22 @@ def mut_convex(individual: GenomeBase, indpb: float) -> tuple[GenomeBase]:
     return (individual,)
 
 
+def mut_perturb(individual: GenomeBase, indpb: float, sigma: float = 0.1) -> tuple[GenomeBase]:
+    """Local mutation: with probability ``indpb`` per gene, move the gene to a *nearby* value
+    (the gene's ``perturb``): a Gaussian step of ``sigma`` times a range's width (in logs for a
+    log range), a step of one or more places along an ordered choice such as neurons or dropout,
+    and a different random value for an unordered choice such as the optimizer.
+
+    DEAP's ``mutGaussian`` and ``mutPolynomialBounded`` do this for flat lists of floats; a
+    genome mixes categorical, integer-grid and log-scaled genes, so each gene takes its own step.
+    Where :func:`mut_resample` jumps anywhere in the space, this refines good genomes.
+    """
+    for i, gene in enumerate(individual.space.genes):
+        if random.random() < indpb:
+            individual[i] = gene.perturb(individual[i], sigma, random)
+    return (individual,)
+
+
 # -- selection ----------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ Genes validate themselves in their constructors and raise :class:`ValueError` or
 canonical hashable key (so two genomes that mean the same network share one key),
 enumerates finite spaces and converts to and from plain dicts and JSON.
 
-Randomness: every ``sample``/``resample`` draws from the ``rng`` it is given, a
+Randomness: every ``sample``/``resample``/``perturb`` draws from the ``rng`` it is given, a
 :class:`random.Random`; by default Python's global :mod:`random` module (seed it
 with :func:`deapnn.seeding.seed`).
 """
@@ -45,6 +45,27 @@ def _is_number(x: Any) -> bool:
 
 def _rng(rng: Rng | None) -> Rng:
     return _random if rng is None else rng
+
+
+def _check_sigma(sigma: Any) -> None:
+    if not _is_number(sigma):
+        raise TypeError(f"perturb sigma must be a number, got {sigma!r}")
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"perturb sigma must be finite and > 0, got {sigma!r}")
+
+
+def _step_index(i: int, n: int, sigma: float, rng: Rng) -> int:
+    """A grid index other than ``i`` in ``range(n)``, ``max(1, round(|N(0, sigma * (n - 1))|))``
+    places away in a random direction (the other direction where that one leaves the grid,
+    clipped to the grid's end)."""
+    if n < 2:
+        return i
+    r = _rng(rng)
+    d = max(1, round(abs(r.gauss(0.0, sigma * (n - 1)))))
+    direction = r.choice((-1, 1))
+    if not 0 <= i + direction * d < n:
+        direction = -direction
+    return min(max(i + direction * d, 0), n - 1)
 
 
 @dataclass(frozen=True, init=False)
@@ -113,6 +134,26 @@ class Choice:
         """A random value other than ``value`` (``value`` itself if it is the only one)."""
         others = [v for v in self.values if not _same(v, value)]
         return _rng(rng).choice(others) if others else value
+
+    @property
+    def ordered(self) -> bool:
+        """Whether the values are numbers in increasing order (neurons, batch sizes, dropout
+        rates), so that neighbouring values are similar and :meth:`perturb` steps between them."""
+        return all(_is_number(v) for v in self.values) and all(
+            a < b for a, b in zip(self.values, self.values[1:]))
+
+    def perturb(self, value: Value, sigma: float = 0.1, rng: Rng | None = None) -> Value:
+        """A nearby value other than ``value``: an :attr:`ordered` choice moves
+        ``max(1, round(|N(0, sigma * (size - 1))|))`` places along its values; any other
+        choice has no notion of nearby and takes a different random value (:meth:`resample`).
+
+        Raises:
+            TypeError / ValueError: If ``sigma`` is not a finite number > 0.
+        """
+        _check_sigma(sigma)
+        if not self.ordered:
+            return self.resample(value, rng)
+        return self.values[_step_index(self.index(value), self.size, sigma, rng)]
 
     def canonical(self, value: Value) -> Value:
         return self.values[self.index(value)]
@@ -186,6 +227,17 @@ class IntRange:
         new = self.low + k * self.step
         return new + self.step if new >= value else new
 
+    def perturb(self, value: int, sigma: float = 0.1, rng: Rng | None = None) -> int:
+        """A nearby grid value other than ``value``: ``max(1, round(|N(0, sigma * (size - 1))|))``
+        steps up or down.
+
+        Raises:
+            TypeError / ValueError: If ``sigma`` is not a finite number > 0.
+        """
+        _check_sigma(sigma)
+        i = (self.snap(value) - self.low) // self.step
+        return self.low + _step_index(i, self.size, sigma, rng) * self.step
+
     def snap(self, x: float) -> int:
         """The grid value nearest to ``x``, clipped to the range."""
         k = round((min(max(x, self.low), self.high) - self.low) / self.step)
@@ -240,6 +292,21 @@ class FloatRange:
     def resample(self, value: float, rng: Rng | None = None) -> float:
         """A fresh random value (different from ``value`` with probability 1)."""
         return self.sample(rng)
+
+    def perturb(self, value: float, sigma: float = 0.1, rng: Rng | None = None) -> float:
+        """``value`` plus a Gaussian step of ``sigma`` times the range's width, measured in logs
+        when ``log=True`` (so a learning rate moves by a factor, not an amount), reflected back
+        into the range at its ends.
+
+        Raises:
+            TypeError / ValueError: If ``sigma`` is not a finite number > 0.
+        """
+        _check_sigma(sigma)
+        scale = math.log if self.log else float
+        lo, hi = scale(self.low), scale(self.high)
+        x = scale(self.snap(value)) + _rng(rng).gauss(0.0, sigma * (hi - lo))
+        x = 2 * lo - x if x < lo else 2 * hi - x if x > hi else x
+        return self.snap(math.exp(x) if self.log else x)
 
     def snap(self, x: float) -> float:
         return float(min(max(x, self.low), self.high))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import inspect
 from typing import Any, Callable, Mapping
 
 from deap import base, creator, tools
@@ -27,6 +28,7 @@ MUTATE: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "resample": (operators.mut_resample, {"indpb": None}),
     "one_gene": (operators.mut_one_gene, {}),
     "convex": (operators.mut_convex, {"indpb": None}),
+    "perturb": (operators.mut_perturb, {"indpb": None, "sigma": 0.1}),
 }
 SELECT: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "tournament": (tools.selTournament, {"tournsize": 3}),
@@ -43,6 +45,10 @@ def _resolve(role: str, spec: Any, table: Mapping[str, Any], knobs: Mapping[str,
     if spec not in table:
         raise ValueError(f"unknown {role} {spec!r}; choose one of {sorted(table)} or pass a function")
     func, defaults = table[spec]
+    unknown = sorted(set(knobs) - set(inspect.signature(func).parameters))
+    if unknown:
+        raise TypeError(f"{role} {spec!r} ({func.__name__}) takes no argument {unknown[0]!r}; "
+                        f"its knobs are {sorted(defaults) or 'none'}")
     kwargs = {**defaults, **knobs}
     if "indpb" in kwargs and kwargs["indpb"] is None:
         kwargs["indpb"] = 1.0 / n

@@ -45,7 +45,11 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, algorithm):
         _run(FailAfter(16 + 3 * 10), 8, ckpt, algorithm)  # dies during a later generation
     state = load_checkpoint(ckpt)
     assert 1 <= state["generation"] < 8
+    saved = state["logbook"].select("elapsed")
     pop, log, hof, tb = _run(PolynomialFit(), 8, ckpt, algorithm)  # the same call, run again
+    # the wall time carries over the interruption: the saved generations keep theirs, later ones add
+    elapsed = log.select("elapsed")
+    assert elapsed[:len(saved)] == saved and elapsed == sorted(elapsed) and elapsed[-1] > saved[-1] > 0
     assert [list(g) for g in pop] == [list(g) for g in pop_ref]
     assert log.select("max") == log_ref.select("max") and log.select("nevals") == log_ref.select("nevals")
     assert [list(g) for g in hof] == [list(g) for g in hof_ref]

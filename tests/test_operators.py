@@ -1,5 +1,7 @@
 import copy
+import math
 import random
+import statistics
 
 import pytest
 from deap import creator
@@ -29,6 +31,7 @@ VARIATIONS = [
     ("mut_resample", lambda a, b: operators.mut_resample(a, 0.5) + operators.mut_resample(b, 1.0)),
     ("mut_one_gene", lambda a, b: operators.mut_one_gene(a) + operators.mut_one_gene(b)),
     ("mut_convex", lambda a, b: operators.mut_convex(a, 0.5) + operators.mut_convex(b, 1.0)),
+    ("mut_perturb", lambda a, b: operators.mut_perturb(a, 0.5) + operators.mut_perturb(b, 1.0, 0.5)),
 ]
 
 
@@ -174,3 +177,68 @@ def test_resample_with_indpb_one_changes_every_gene():
         before = list(g)
         operators.mut_resample(g, 1.0)
         assert all(not (a == b and type(a) is type(b)) for a, b in zip(g, before))
+
+
+ORDERED = SearchSpace({"neurons": Choice([0, 16, 32, 64, 128, 256, 512, 1024]),
+                       "units": IntRange(8, 64, step=8),
+                       "lr": FloatRange(1e-4, 1e-1, log=True),
+                       "x": FloatRange(-3, 3),
+                       "act": Choice(["relu", "tanh", "elu"])})
+
+
+def test_perturb_changes_every_gene_and_stays_near():
+    random.seed(11)
+    steps = {name: [] for name in ORDERED.names}
+    for _ in range(3000):
+        g = random_genome(ORDERED)
+        before = g.as_dict()
+        operators.mut_perturb(g, 1.0, 0.1)
+        after = g.as_dict()
+        assert ORDERED.contains(list(g))
+        assert all(after[n] != before[n] for n in ORDERED.names)
+        steps["neurons"].append(abs(ORDERED["neurons"].index(after["neurons"])
+                                    - ORDERED["neurons"].index(before["neurons"])))
+        steps["units"].append(abs(after["units"] - before["units"]) // 8)
+        steps["lr"].append(abs(math.log10(after["lr"] / before["lr"])))
+        steps["x"].append(abs(after["x"] - before["x"]))
+    # sigma 0.1 of 7 grid places is 0.7: mostly one place, rarely more than three
+    for name in ("neurons", "units"):
+        assert min(steps[name]) == 1 and sum(s == 1 for s in steps[name]) > 0.6 * 3000
+        assert sum(s > 3 for s in steps[name]) < 0.01 * 3000
+    # 0.1 of 3 decades: a median step near 0.67 * 0.3 decades, never the whole range
+    assert 0.1 < statistics.median(steps["lr"]) < 0.3 and max(steps["lr"]) < 1.5
+    assert 0.2 < statistics.median(steps["x"]) < 0.6
+
+
+def test_perturb_reflects_at_the_ends_of_a_range():
+    gene = FloatRange(0.0, 1.0)
+    rng = random.Random(3)
+    values = [gene.perturb(0.999, 0.2, rng) for _ in range(2000)]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    assert sum(v == 1.0 for v in values) < 10, "clipping would pile values on the bound"
+    assert Choice([16, 32]).perturb(32, 0.1, rng) == 16 and IntRange(0, 1).perturb(0, 5.0, rng) == 1
+
+
+def test_perturb_resamples_unordered_choices():
+    rng = random.Random(0)
+    assert not Choice([1, 0.5, 2]).ordered and not Choice(["a", "b"]).ordered
+    assert Choice([0.0, 0.1, 0.5]).ordered
+    seen = {Choice(["a", "b", "c", "d"]).perturb("a", 0.01, rng) for _ in range(200)}
+    assert seen == {"b", "c", "d"}
+
+
+@pytest.mark.parametrize("sigma, error", [(0.0, ValueError), (-1, ValueError),
+                                          (float("nan"), ValueError), ("big", TypeError)])
+def test_perturb_rejects_a_bad_sigma(sigma, error):
+    with pytest.raises(error, match="sigma"):
+        IntRange(0, 10).perturb(3, sigma)
+
+
+def test_make_toolbox_registers_perturb_by_name():
+    from deapnn.toolbox import make_toolbox
+    toolbox = make_toolbox(ORDERED, lambda g: (0.0,), mutate="perturb", mutate_kwargs={"sigma": 0.3})
+    g = toolbox.individual()
+    before = list(g)
+    for _ in range(50):
+        (g,) = toolbox.mutate(g)
+    assert ORDERED.contains(list(g)) and list(g) != before

@@ -108,6 +108,10 @@ def test_bad_toolbox_arguments_raise():
         deapnn.make_toolbox({"a": [1]}, finite_fitness)
     with pytest.raises(ValueError, match="novel=True needs cache=True"):
         deapnn.make_toolbox(FINITE, finite_fitness, cache=False, novel=True)
+    with pytest.raises(TypeError, match="mutate 'one_gene' .* takes no argument 'indpb'"):
+        deapnn.make_toolbox(FINITE, finite_fitness, mutate="one_gene", mutate_kwargs={"indpb": 0.1})
+    with pytest.raises(TypeError, match="select 'tournament' .* takes no argument 'tournament_size'"):
+        deapnn.make_toolbox(FINITE, finite_fitness, select_kwargs={"tournament_size": 3})
 
 
 def test_polynomial_example_recovers_the_coefficients():
