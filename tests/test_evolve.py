@@ -82,5 +82,11 @@ def test_plot_logbook_writes_a_png(tmp_path):
     from deapnn.plotting import plot_logbook
 
     _, log, _, _ = _run(PolynomialFit(), 3)
-    plot_logbook(log, path=tmp_path / "fit.png")
+    fig = plot_logbook(log, path=tmp_path / "fit.png")
     assert (tmp_path / "fit.png").stat().st_size > 1000
+    # a skewed generation: mean + std would pass the max (accuracies above 1); the band stops there
+    book = tools.Logbook()
+    book.record(gen=0, avg=0.9, std=0.3, min=0.1, max=0.98)
+    book.record(gen=1, avg=0.95, std=0.2, min=0.3, max=0.99)
+    band = plot_logbook(book).axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.max() <= 0.99 and band.min() >= 0.1 and fig is not None
