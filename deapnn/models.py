@@ -337,15 +337,13 @@ def make_optimizer(genome: Any, default: str = "adam", *, schedule: str = "const
     keras = _keras()
     values = genome_values(genome)
     name = values.get("optimizer") or default
-    config = {}
     rate = values.get("learning_rate")
-    if rate is not None:
-        config["learning_rate"] = float(rate)
+    config = {} if rate is None else {"learning_rate": float(rate)}
     if schedule != "constant":
-        rate = 0.001 if rate is None else float(rate)
+        start = config.get("learning_rate", 0.001)
         schedules = keras.optimizers.schedules
-        config["learning_rate"] = (schedules.PolynomialDecay(rate, steps, 0.0)
-                                   if schedule == "linear" else schedules.CosineDecay(rate, steps))
+        config["learning_rate"] = (schedules.PolynomialDecay(start, steps, 0.0)
+                                   if schedule == "linear" else schedules.CosineDecay(start, steps))
     try:
         return keras.optimizers.get({"class_name": name, "config": config})
     except ValueError as error:

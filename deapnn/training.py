@@ -415,6 +415,8 @@ def train_best(genome: Any, evaluator_or_data: KerasEvaluator | DatasetLike, *,
     if lr_patience is not None and (isinstance(lr_patience, bool)
                                     or not isinstance(lr_patience, int) or lr_patience < 0):
         raise ValueError(f"lr_patience must be a non-negative int or None, got {lr_patience!r}")
+    if isinstance(lr_factor, bool) or not isinstance(lr_factor, (int, float)):
+        raise TypeError(f"lr_factor must be a number, got {lr_factor!r}")
     if not 0.0 < lr_factor < 1.0:
         raise ValueError(f"lr_factor must be in (0, 1), got {lr_factor!r}")
     data = evaluator.dataset
