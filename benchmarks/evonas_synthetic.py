@@ -19,7 +19,7 @@ import numpy as np
 from deap import algorithms, base, creator
 
 import deapnn
-from deapnn.evonas import EvoNASAgent, EvolutionAgent, NeuralAgent, synthetic_reward, synthetic_space
+from deapnn.hparams.evonas import EvoNASAgent, EvolutionAgent, NeuralAgent, synthetic_reward, synthetic_space
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -95,7 +95,7 @@ def main() -> None:
     args.out.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "out"},
                                     "results": rows, "seconds": seconds}, indent=1))
     try:
-        from deapnn.plotting import _pyplot
+        from deapnn.core.plotting import _pyplot
 
         plt = _pyplot()
         fig, ax = plt.subplots(figsize=(7, 4))

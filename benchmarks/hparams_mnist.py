@@ -5,7 +5,7 @@ validation images held out of the training set, its learning rate decayed linear
 that epoch (``--lr-schedule``, budget-aware training); DEAP's ``eaSimple`` (through
 ``deapnn.evolve``) evolves the population with a HallOfFame and the evaluation cache, mutating
 genes by local steps (``--mutate perturb``, the default) or by resampling. The fittest genome
-is then fully trained by ``deapnn.training.train_best`` (early stopping on the validation
+is then fully trained by ``deapnn.keras.training.train_best`` (early stopping on the validation
 accuracy, learning rate halved on plateaus) and scored once on the 10000 test images.
 
 To reproduce: ``python benchmarks/hparams_mnist.py --population 24 --ngen 15 --seed 0
@@ -30,11 +30,11 @@ from deap import tools  # noqa: E402
 
 import deapnn  # noqa: E402
 from deapnn.data import load_mnist  # noqa: E402
-from deapnn.failures import is_failure  # noqa: E402
-from deapnn.genome import make_genome  # noqa: E402
-from deapnn.models import MLP_SPACE  # noqa: E402
-from deapnn.plotting import plot_logbook  # noqa: E402
-from deapnn.training import KerasEvaluator, train_best  # noqa: E402
+from deapnn.core.failures import is_failure  # noqa: E402
+from deapnn.hparams.genome import make_genome  # noqa: E402
+from deapnn.keras.models import MLP_SPACE  # noqa: E402
+from deapnn.core.plotting import plot_logbook  # noqa: E402
+from deapnn.keras.training import KerasEvaluator, train_best  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 

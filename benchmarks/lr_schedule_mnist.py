@@ -20,9 +20,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from deapnn.data import load_mnist  # noqa: E402
-from deapnn.genome import make_genome  # noqa: E402
-from deapnn.models import MLP_SPACE  # noqa: E402
-from deapnn.training import KerasEvaluator  # noqa: E402
+from deapnn.hparams.genome import make_genome  # noqa: E402
+from deapnn.keras.models import MLP_SPACE  # noqa: E402
+from deapnn.keras.training import KerasEvaluator  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -2,7 +2,7 @@
 
 The space (432 genomes on the grid, 312 distinct networks after canonicalisation: slot order of
 the two hidden layers and the activation of a network without hidden layers do not matter) is
-evaluated with :class:`deapnn.training.KerasEvaluator` - a few epochs, validation accuracy,
+evaluated with :class:`deapnn.keras.training.KerasEvaluator` - a few epochs, validation accuracy,
 seeded per genome - and written as JSON. ``benchmarks/tabulated.py`` then compares search
 strategies against this table at no training cost.
 
@@ -22,9 +22,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from deapnn.data import load_digits  # noqa: E402
-from deapnn.genome import make_genome  # noqa: E402
-from deapnn.models import mlp_space  # noqa: E402
-from deapnn.space import SearchSpace  # noqa: E402
+from deapnn.hparams.genome import make_genome  # noqa: E402
+from deapnn.keras.models import mlp_space  # noqa: E402
+from deapnn.hparams.space import SearchSpace  # noqa: E402
 
 TABLE = Path(__file__).parent / "data" / "digits_mlp_table.json"
 
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=TABLE)
     args = parser.parse_args()
 
-    from deapnn.training import KerasEvaluator
+    from deapnn.keras.training import KerasEvaluator
 
     space = table_space()
     loader = functools.partial(load_digits, seed=args.seed)

@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy  # noqa: E402
 
-from deapnn import seeding  # noqa: E402
+from deapnn.core import seeding  # noqa: E402
 from deapnn.parallel import get_map, scoop_running  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,8 +55,8 @@ def _dataset(name: str):
 
 def hyper_genomes(n: int, seed: int) -> list[Any]:
     """``n`` distinct MLP genomes (seeded): the models every backend trains."""
-    from deapnn.genome import random_genome
-    from deapnn.models import mlp_space
+    from deapnn.hparams.genome import random_genome
+    from deapnn.keras.models import mlp_space
 
     space = mlp_space(layers=2, neurons=(32, 64, 128, 256), batch_size=(32, 64),
                       batch_norm=(False,))
@@ -83,7 +83,7 @@ def weight_setup(args: argparse.Namespace):
 
 def time_workloads(backend: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
     """Time every workload on one backend/worker count, in this process (the master)."""
-    from deapnn.training import KerasEvaluator
+    from deapnn.keras.training import KerasEvaluator
 
     out: dict[str, Any] = {}
     kwargs = {} if backend == "serial" else {"workers": workers}

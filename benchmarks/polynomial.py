@@ -13,7 +13,7 @@ from pathlib import Path
 from deap import algorithms, tools
 
 import deapnn
-from deapnn.problems import PolynomialFit
+from deapnn.hparams.problems import PolynomialFit
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -9,9 +9,9 @@ first evaluates the best network and a top-1% network:
 
 * GA - DEAP's unmodified ``eaSimple`` on a ``deapnn.make_toolbox`` toolbox whose evaluate is
   the table lookup wrapped in the evaluation cache;
-* random search - ``deapnn.baselines.random_search`` (with ``--patience`` it is also run as
+* random search - ``deapnn.hparams.baselines.random_search`` (with ``--patience`` it is also run as
   the seed's "give up after N evaluations without improvement" search);
-* brute force - ``deapnn.baselines.brute_force`` in grid order (DeepEvolve's ``brute.py``,
+* brute force - ``deapnn.hparams.baselines.brute_force`` in grid order (DeepEvolve's ``brute.py``,
   the same for every seed) and in a shuffled order per seed. Brute force only *knows* it has
   the best after evaluating the whole space.
 
@@ -32,8 +32,8 @@ import numpy as np
 from deap import algorithms
 
 import deapnn
-from deapnn import baselines
-from deapnn.space import SearchSpace
+from deapnn.hparams import baselines
+from deapnn.hparams.space import SearchSpace
 
 TABLE = Path(__file__).parent / "data" / "digits_mlp_table.json"
 RESULTS = Path(__file__).parent / "results"

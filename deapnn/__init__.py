@@ -1,24 +1,34 @@
 """deapnn: evolve Keras networks with DEAP.
 
+The subpackages show the design:
+
+* :mod:`deapnn.core` -- what both sides share: fitness types, failures, seeding, statistics,
+  the evaluation cache, the run loop and its checkpoints, plots;
+* :mod:`deapnn.hparams` -- hyperparameter genomes: search spaces, operators, toolbox, baselines,
+  Evo-NAS;
+* :mod:`deapnn.weights` -- flat weight-vector neuroevolution;
+* :mod:`deapnn.keras` -- the Keras edge: network builders, the evaluator, ``train_best``;
+* :mod:`deapnn.data` -- datasets and their loaders;
+* :mod:`deapnn.parallel` -- serial, process and SCOOP backends for ``toolbox.map``.
+
 Importing deapnn creates its DEAP ``creator`` types and never imports TensorFlow;
-only the Keras edge modules do, when they are used.
+only the Keras edge functions do, when they are called.
 """
 
-from deapnn import types  # noqa: F401  (creates the creator types at import time)
-from deapnn import weights  # noqa: F401  (creates creator.WeightVector at import time)
-from deapnn.baselines import brute_force, random_search
-from deapnn.cache import EvaluationCache
+from deapnn import core, data, hparams, keras, parallel, weights  # noqa: F401  (creator types at import)
+from deapnn.core.cache import EvaluationCache
+from deapnn.core.failures import Failure, is_failure
+from deapnn.core.loop import evolve
+from deapnn.core.seeding import seed
+from deapnn.core.stats import fitness_stats
 from deapnn.data import Dataset, from_arrays, load_digits, load_mnist
-from deapnn.evolve import evolve
-from deapnn.failures import Failure, is_failure
-from deapnn.genome import GenomeBase, make_genome, random_genome
-from deapnn.models import CNN_SPACE, MLP_SPACE, build_cnn, build_mlp, cnn_space, mlp_space
+from deapnn.hparams.baselines import brute_force, random_search
+from deapnn.hparams.genome import GenomeBase, make_genome, random_genome
+from deapnn.hparams.space import Choice, FloatRange, IntRange, SearchSpace
+from deapnn.hparams.toolbox import make_toolbox
+from deapnn.keras.models import CNN_SPACE, MLP_SPACE, build_cnn, build_mlp, cnn_space, mlp_space
+from deapnn.keras.training import KerasEvaluator, train_best
 from deapnn.parallel import get_map, register_backend
-from deapnn.seeding import seed
-from deapnn.space import Choice, FloatRange, IntRange, SearchSpace
-from deapnn.stats import fitness_stats
-from deapnn.toolbox import make_toolbox
-from deapnn.training import KerasEvaluator, train_best
 
 __version__ = "0.1.0"
 

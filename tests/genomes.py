@@ -1,7 +1,7 @@
 """Genomes shared by the Keras tests."""
 
-from deapnn import models
-from deapnn.genome import make_genome
+from deapnn.keras import models
+from deapnn.hparams.genome import make_genome
 
 
 def mlp_genome(**changes):

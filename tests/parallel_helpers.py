@@ -12,11 +12,11 @@ import signal
 import time
 from typing import Any
 
-from deapnn import seeding
-from deapnn.evolve import evolve
+from deapnn.core import seeding
+from deapnn.core.loop import evolve
 from deapnn.parallel import register_backend
-from deapnn.space import IntRange, SearchSpace
-from deapnn.toolbox import make_toolbox
+from deapnn.hparams.space import IntRange, SearchSpace
+from deapnn.hparams.toolbox import make_toolbox
 
 #: A tiny non-Keras space for the failure tests: genomes (a, b), fitness a + 10 b.
 TOY_SPACE = SearchSpace({"a": IntRange(0, 5), "b": IntRange(0, 5)})
@@ -66,8 +66,8 @@ def hyper_run(backend: Any = "serial", workers: int | None = None, *, seed: int 
 
     ``backend`` is a backend name (its map is closed at the end) or a shared backend map.
     """
-    from deapnn.models import mlp_space
-    from deapnn.training import KerasEvaluator
+    from deapnn.keras.models import mlp_space
+    from deapnn.keras.training import KerasEvaluator
 
     space = mlp_space(layers=1, neurons=(8, 16), dropout=(0.0, 0.2), input_dropout=(0.0,),
                       batch_size=(128,), batch_norm=(False,), optimizer=("adam",))

@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from deapnn import baselines
-from deapnn.failures import Failure
-from deapnn.space import Choice, IntRange, SearchSpace
+from deapnn.hparams import baselines
+from deapnn.core.failures import Failure
+from deapnn.hparams.space import Choice, IntRange, SearchSpace
 
 SPACE = SearchSpace({"a": IntRange(0, 4), "b": Choice(["x", "y", "z"])})
 

@@ -2,8 +2,8 @@ import pytest
 from deap import tools
 
 import deapnn
-from deapnn.evolve import load_checkpoint
-from deapnn.problems import PolynomialFit
+from deapnn.core.loop import load_checkpoint
+from deapnn.hparams.problems import PolynomialFit
 
 
 class Interrupt(Exception):
@@ -79,7 +79,7 @@ def test_evolve_rejects_bad_arguments():
 
 
 def test_plot_logbook_writes_a_png(tmp_path):
-    from deapnn.plotting import plot_logbook
+    from deapnn.core.plotting import plot_logbook
 
     _, log, _, _ = _run(PolynomialFit(), 3)
     fig = plot_logbook(log, path=tmp_path / "fit.png")

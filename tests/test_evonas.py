@@ -3,7 +3,7 @@ import pytest
 from deap import algorithms, creator
 
 import deapnn
-from deapnn.evonas import (
+from deapnn.hparams.evonas import (
     Controller,
     EvoNASAgent,
     EvolutionAgent,
@@ -11,7 +11,7 @@ from deapnn.evonas import (
     synthetic_reward,
     synthetic_space,
 )
-from deapnn.space import FloatRange, SearchSpace
+from deapnn.hparams.space import FloatRange, SearchSpace
 
 
 def test_synthetic_reward_peaks_at_a_k_equals_k():

@@ -13,8 +13,8 @@ def test_import_deapnn_does_not_import_tensorflow():
     proc = run_python(
         """
         import sys
-        import deapnn, deapnn.space, deapnn.toolbox, deapnn.evolve, deapnn.operators, deapnn.cache, deapnn.evonas
-        import deapnn.data, deapnn.models, deapnn.training, deapnn.baselines, deapnn.weights, deapnn.parallel
+        import deapnn, deapnn.hparams.space, deapnn.hparams.toolbox, deapnn.core.loop, deapnn.hparams.operators, deapnn.core.cache, deapnn.hparams.evonas
+        import deapnn.data, deapnn.keras.models, deapnn.keras.training, deapnn.hparams.baselines, deapnn.weights, deapnn.parallel
         from deap import creator
         assert creator.WeightVector and creator.Genome
         heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))
@@ -31,9 +31,10 @@ def test_creator_types_exist_and_reimport_neither_warns_nor_replaces():
         """
         import importlib, warnings
         from deap import creator
-        import deapnn, deapnn.types
+        import deapnn, deapnn.core.types, deapnn.hparams.types
         before = creator.Genome, creator.FitnessMax, creator.GenomeMulti
-        importlib.reload(deapnn.types)  # -W error turns any creator warning into a failure
+        importlib.reload(deapnn.core.types)  # -W error turns any creator warning into a failure
+        importlib.reload(deapnn.hparams.types)
         assert (creator.Genome, creator.FitnessMax, creator.GenomeMulti) == before
         assert creator.FitnessMax.weights == (1.0,)
         assert creator.FitnessMin.weights == (-1.0,)
@@ -47,7 +48,24 @@ def test_define_rejects_a_conflicting_redefinition():
     import pytest
     from deap import base
 
-    from deapnn.types import define
+    from deapnn.core.types import define
 
     with pytest.raises(TypeError, match=r"weights \(1\.0,\)"):
         define("FitnessMax", base.Fitness, weights=(-1.0,))
+
+
+def test_the_run_loop_module_is_not_shadowed_by_the_function():
+    import types
+
+    import deapnn
+    import deapnn.core.loop
+
+    assert isinstance(deapnn.core.loop, types.ModuleType)
+    assert deapnn.evolve is deapnn.core.loop.evolve
+
+
+def test_layout_shows_the_design():
+    import deapnn
+
+    for name in ("core", "hparams", "weights", "keras", "data", "parallel"):
+        assert hasattr(getattr(deapnn, name), "__path__"), name  # a subpackage, not a module

@@ -4,9 +4,9 @@ import pickle
 
 import pytest
 
-from deapnn import models
-from deapnn.genome import make_genome
-from deapnn.space import Choice, FloatRange, SearchSpace
+from deapnn.keras import models
+from deapnn.hparams.genome import make_genome
+from deapnn.hparams.space import Choice, FloatRange, SearchSpace
 from genomes import mlp_genome
 
 NATURAL_SELECTION_GENES = {"optimizer", "initializer", "activation", "batch_size", "input_dropout"} | {

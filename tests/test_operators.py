@@ -8,9 +8,9 @@ from deap import creator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deapnn import operators
-from deapnn.genome import make_genome, random_genome
-from deapnn.space import Choice, FloatRange, IntRange, SearchSpace
+from deapnn.hparams import operators
+from deapnn.hparams.genome import make_genome, random_genome
+from deapnn.hparams.space import Choice, FloatRange, IntRange, SearchSpace
 
 MIXED = SearchSpace(
     {
@@ -235,7 +235,7 @@ def test_perturb_rejects_a_bad_sigma(sigma, error):
 
 
 def test_make_toolbox_registers_perturb_by_name():
-    from deapnn.toolbox import make_toolbox
+    from deapnn.hparams.toolbox import make_toolbox
     toolbox = make_toolbox(ORDERED, lambda g: (0.0,), mutate="perturb", mutate_kwargs={"sigma": 0.3})
     g = toolbox.individual()
     before = list(g)

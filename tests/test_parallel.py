@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 import parallel_helpers as helpers
-from deapnn.failures import Failure
-from deapnn.genome import make_genome
+from deapnn.core.failures import Failure
+from deapnn.hparams.genome import make_genome
 from deapnn.parallel import (
     BACKENDS,
     EvaluationError,
@@ -39,7 +39,7 @@ from deapnn.parallel import (
     threads_per_worker,
 )
 from deapnn.parallel.worker import thread_environment
-from deapnn.toolbox import make_toolbox
+from deapnn.hparams.toolbox import make_toolbox
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -192,7 +192,7 @@ def test_pool_survives_crashes_and_kills_stuck_evaluations(tmp_path):
 def test_evolution_completes_with_a_raise_and_a_killed_worker(tmp_path):
     """A whole cached run on the process backend: both failures are recorded with their reasons."""
     import deapnn
-    from deapnn.evolve import evolve
+    from deapnn.core.loop import evolve
 
     evaluator = helpers.ToyEvaluator(raise_on=2, kill_on=1)
     toolbox = make_toolbox(helpers.TOY_SPACE, evaluator)

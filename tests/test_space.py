@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from deapnn.space import Choice, FloatRange, IntRange, SearchSpace
+from deapnn.hparams.space import Choice, FloatRange, IntRange, SearchSpace
 
 
 def zero_b_when_a_false(values):

@@ -5,10 +5,10 @@ import pytest
 from deap import algorithms, creator, tools
 
 import deapnn
-from deapnn.cache import EvaluationCache
-from deapnn.genome import make_genome
-from deapnn.problems import PolynomialFit
-from deapnn.space import Choice, IntRange, SearchSpace
+from deapnn.core.cache import EvaluationCache
+from deapnn.hparams.genome import make_genome
+from deapnn.hparams.problems import PolynomialFit
+from deapnn.hparams.space import Choice, IntRange, SearchSpace
 
 FINITE = SearchSpace({"a": Choice(["x", "y", "z"]), "b": IntRange(0, 9), "c": Choice([True, False])})
 

@@ -9,9 +9,10 @@ import random
 import numpy as np
 import pytest
 
-from deapnn import data, models, training
-from deapnn.failures import Failure, is_failure
-from deapnn.genome import make_genome
+from deapnn import data
+from deapnn.keras import models, training
+from deapnn.core.failures import Failure, is_failure
+from deapnn.hparams.genome import make_genome
 from genomes import mlp_genome
 
 DIGITS = functools.partial(data.load_digits, seed=0)
@@ -169,7 +170,7 @@ def test_train_best_saves_a_model_that_reloads_and_scores_the_same(tmp_path):
     assert 0.5 < result.test_accuracy <= 1.0
     saved = json.loads(result.genome_path.read_text())
     assert saved["genome"] == genome.as_dict() and saved["test_accuracy"] == result.test_accuracy
-    assert saved["space"]["canonical"] == "deapnn.models:mlp_canonical"
+    assert saved["space"]["canonical"] == "deapnn.keras.models:mlp_canonical"
     ds = data.get_dataset(DIGITS)
     reloaded = keras.models.load_model(result.model_path)
     scores = reloaded.evaluate(ds.x_test, ds.y_test, batch_size=1024, verbose=0, return_dict=True)

@@ -7,7 +7,7 @@ import pytest
 from deap import algorithms, creator
 
 import deapnn  # noqa: F401
-from deapnn.failures import Failure, is_failure
+from deapnn.core.failures import Failure, is_failure
 from deapnn.weights.batched import (BatchedEvaluator, BatchedMap, Conv2DSpec, DenseSpec, FlattenSpec,
                                     NetworkSpec, PoolSpec, ReshapeSpec, evaluate_chunk)
 from deapnn.weights.codec import WeightCodec

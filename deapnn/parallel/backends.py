@@ -16,7 +16,7 @@ else ``"processes"`` when more than one worker is asked for, else
 All backends ship the same unit of work, a chunk of individuals evaluated by
 :func:`deapnn.parallel.worker.run_task`, and turn every evaluation that
 produced no fitness (an exception, a time limit, a dead worker) into a
-:class:`~deapnn.failures.Failure` that carries the reason. Population
+:class:`~deapnn.core.failures.Failure` that carries the reason. Population
 evaluators (``evaluate_population``, e.g. :class:`deapnn.weights.BatchedEvaluator`)
 get one chunk per worker, evaluated in one batched call on the generation's
 minibatch step; other evaluators get one individual per task (dynamic load
@@ -40,8 +40,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy
 
-from deapnn.cache import EvaluationCache
-from deapnn.failures import Failure, worst_values
+from deapnn.core.cache import EvaluationCache
+from deapnn.core.failures import Failure, worst_values
 from deapnn.parallel.pool import WorkerPool, pack
 from deapnn.parallel.worker import TaskError, cpu_count, is_batched, run_shipped_task, run_task, unwrap
 
@@ -262,7 +262,7 @@ class BackendMap:
 def evaluator_failure(func: Any) -> tuple[float, ...] | None:
     """The failure fitness an evaluator declares: its ``failure_fitness`` or ``failure`` values.
 
-    :class:`deapnn.training.KerasEvaluator` exposes ``failure``,
+    :class:`deapnn.keras.training.KerasEvaluator` exposes ``failure``,
     :class:`deapnn.weights.BatchedEvaluator` ``failure_value`` (one number);
     any evaluator can declare ``failure_fitness``. Returns None when none of
     them is set.
@@ -499,7 +499,7 @@ def register_backend(
 ) -> BackendMap:
     """Register ``toolbox.map`` to evaluate with a backend; the one call that makes a run parallel.
 
-    When the toolbox has an :class:`~deapnn.cache.EvaluationCache` (``toolbox.cache``),
+    When the toolbox has an :class:`~deapnn.core.cache.EvaluationCache` (``toolbox.cache``),
     the map is ``toolbox.cache.map(backend_map)``: lookups and de-duplication
     stay on the master and only distinct misses are shipped. Failed
     evaluations default to the worst values for the toolbox's fitness weights.

@@ -50,7 +50,7 @@ class TaskError:
     """An evaluation that produced no fitness, and why.
 
     Workers return it in place of a fitness; the master turns it into a
-    :class:`deapnn.failures.Failure` once it knows the failure values.
+    :class:`deapnn.core.failures.Failure` once it knows the failure values.
 
     Attributes:
         reason: One line saying what went wrong (exception type and message,

@@ -6,7 +6,7 @@ Dense layers are batched matmuls ``(P, B, I) @ (P, I, U)``, a first Conv2D is on
 ``P * F`` filters and later convolutions are grouped convolutions (``P`` groups). Models the graph
 does not cover fall back to one Keras forward pass per individual (``set_weights`` + call). The
 fitness is the negative mean cross-entropy or the accuracy on a minibatch drawn from the training
-data; a non-finite output gives a :class:`deapnn.failures.Failure` fitness.
+data; a non-finite output gives a :class:`deapnn.core.failures.Failure` fitness.
 
 Per call, the individuals are copied once, with numpy, into reusable 64-byte-aligned blocks, one
 per graph input (a layer's kernel, its bias, or a first Dense layer's kernel and bias together),
@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy
 
-from deapnn.failures import Failure
+from deapnn.core.failures import Failure
 from deapnn.weights.codec import WeightLayout
 from deapnn.weights.types import as_matrix, vector_rows
 
@@ -804,7 +804,7 @@ class BatchedEvaluator:
             step: Minibatch number; default the current :attr:`step`.
 
         Returns:
-            One ``(value,)`` per individual; a :class:`deapnn.failures.Failure` carrying
+            One ``(value,)`` per individual; a :class:`deapnn.core.failures.Failure` carrying
             ``failure_value`` where the network's output is not finite.
         """
         if len(individuals) == 0:

@@ -5,7 +5,7 @@ DEAP's own ``cxBlend``, ``cxUniform`` and ``mutGaussian`` loop over genes in Pyt
 individuals (DEAP's "Inheriting from Numpy" pitfall). The operators here have the same signatures and
 semantics (individuals first, knobs after, modified in place, tuple returned) but work on whole
 arrays with numpy, and crossovers always copy before they overwrite. Randomness comes from the
-``rng`` argument (a ``numpy.random.Generator``), defaulting to :func:`deapnn.seeding.get_rng`.
+``rng`` argument (a ``numpy.random.Generator``), defaulting to :func:`deapnn.core.seeding.get_rng`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy
 
-from deapnn import seeding
+from deapnn.core import seeding
 
 __all__ = [
     "cx_average",
@@ -70,7 +70,7 @@ def cx_blend(
         ind1: First parent, modified in place.
         ind2: Second parent, modified in place.
         alpha: Extent of the interval beyond the parents (``alpha >= 0``).
-        rng: Source of ``u``; default :func:`deapnn.seeding.get_rng`.
+        rng: Source of ``u``; default :func:`deapnn.core.seeding.get_rng`.
 
     Returns:
         ``(ind1, ind2)``.
@@ -98,7 +98,7 @@ def cx_uniform(
         ind1: First parent, modified in place.
         ind2: Second parent, modified in place.
         indpb: Probability of swapping each weight.
-        rng: Source of the swap mask; default :func:`deapnn.seeding.get_rng`.
+        rng: Source of the swap mask; default :func:`deapnn.core.seeding.get_rng`.
 
     Returns:
         ``(ind1, ind2)``.
@@ -124,7 +124,7 @@ def cx_two_point(
     Args:
         ind1: First parent, modified in place.
         ind2: Second parent, modified in place.
-        rng: Source of the two cut points; default :func:`deapnn.seeding.get_rng`.
+        rng: Source of the two cut points; default :func:`deapnn.core.seeding.get_rng`.
 
     Returns:
         ``(ind1, ind2)``.
@@ -157,7 +157,7 @@ def mut_gaussian(
         mu: Mean of the perturbation.
         sigma: Standard deviation, a scalar or an array of the individual's shape.
         indpb: Probability of perturbing each weight.
-        rng: Source of the mask and the noise; default :func:`deapnn.seeding.get_rng`.
+        rng: Source of the mask and the noise; default :func:`deapnn.core.seeding.get_rng`.
 
     Returns:
         ``(individual,)``.

@@ -8,7 +8,7 @@ Register them like DEAP's ``cma.Strategy`` and drive them with ``algorithms.eaGe
     algorithms.eaGenerateUpdate(toolbox, ngen=100)
 
 Both classes are plain numpy (no TensorFlow) and pickle with their state. Their randomness comes
-from the ``rng`` argument (a ``numpy.random.Generator``), default :func:`deapnn.seeding.get_rng`.
+from the ``rng`` argument (a ``numpy.random.Generator``), default :func:`deapnn.core.seeding.get_rng`.
 Fitness is read as ``ind.fitness.wvalues[0]`` (so minimising types work too); only ranks are used,
 so a failed evaluation (``-inf``) simply ranks last.
 """
@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy
 
-from deapnn import seeding
+from deapnn.core import seeding
 
 __all__ = ["OpenAIES", "SNES", "centered_ranks", "nes_utilities"]
 
@@ -82,7 +82,7 @@ class OpenAIES:
         learning_rate_limit: Smallest learning rate the decay reaches.
         sigma_decay: Factor applied to ``sigma`` after each update.
         sigma_limit: Smallest ``sigma`` the decay reaches.
-        rng: Source of the perturbations; default :func:`deapnn.seeding.get_rng`.
+        rng: Source of the perturbations; default :func:`deapnn.core.seeding.get_rng`.
     """
 
     def __init__(
@@ -189,7 +189,7 @@ class SNES:
         eta_mu: Learning rate of the mean.
         eta_sigma: Learning rate of the log standard deviations; default
             ``(3 + ln n) / (5 sqrt n)``.
-        rng: Source of the samples; default :func:`deapnn.seeding.get_rng`.
+        rng: Source of the samples; default :func:`deapnn.core.seeding.get_rng`.
     """
 
     def __init__(

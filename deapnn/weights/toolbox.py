@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy
 from deap import base, creator, tools
 
-from deapnn import seeding
+from deapnn.core import seeding
 from deapnn.weights import operators
 from deapnn.weights.codec import WeightLayout
 
@@ -33,7 +33,7 @@ def init_normal(ind_init: Callable[[numpy.ndarray], Any], std: numpy.ndarray,
     Args:
         ind_init: Individual constructor, e.g. ``creator.WeightVector``.
         std: Per-weight standard deviations (float32 vector).
-        rng: Source of the draws; default :func:`deapnn.seeding.get_rng`.
+        rng: Source of the draws; default :func:`deapnn.core.seeding.get_rng`.
     """
     rng = seeding.get_rng() if rng is None else rng
     values = rng.standard_normal(std.shape[0], dtype=numpy.float32)
@@ -50,7 +50,7 @@ def init_uniform(ind_init: Callable[[numpy.ndarray], Any], size: int, low: float
         size: Number of weights.
         low: Lower bound.
         high: Upper bound.
-        rng: Source of the draws; default :func:`deapnn.seeding.get_rng`.
+        rng: Source of the draws; default :func:`deapnn.core.seeding.get_rng`.
     """
     rng = seeding.get_rng() if rng is None else rng
     return ind_init(rng.uniform(low, high, size).astype(numpy.float32))
@@ -116,7 +116,7 @@ def make_weight_toolbox(
         map: ``map`` to register; default a ``BatchedMap`` when ``evaluate`` is a
             ``BatchedEvaluator``, else the builtin ``map``.
         rng: numpy Generator of the initialisation and variation; default (``None``) uses
-            :func:`deapnn.seeding.get_rng` at call time.
+            :func:`deapnn.core.seeding.get_rng` at call time.
 
     Returns:
         The toolbox, with the layout as ``toolbox.layout``.

@@ -23,7 +23,7 @@ from typing import Any
 import numpy
 from deap import creator, tools
 
-import deapnn.types as _types
+import deapnn.core.types as _types
 
 __all__ = ["WeightArray", "WeightVector", "hall_of_fame", "as_matrix", "vector_rows"]
 

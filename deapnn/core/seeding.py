@@ -27,14 +27,15 @@ def seed(value: int) -> None:
         TypeError: If ``value`` is not an integer.
         ValueError: If ``value`` is negative.
     """
-    global _rng
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"seed must be an int, got {value!r}")
     if value < 0:
         raise ValueError(f"seed must be >= 0, got {value!r}")
     random.seed(int(value))
     np.random.seed(int(value) % 2**32)
-    _rng = np.random.default_rng(int(value))
+    # Reseed the generator in place: objects that kept a reference to it (agents, strategies,
+    # toolboxes built before this call) draw from the reseeded stream too.
+    _rng.bit_generator.state = np.random.default_rng(int(value)).bit_generator.state
 
 
 def get_rng() -> np.random.Generator:

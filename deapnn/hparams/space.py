@@ -13,7 +13,7 @@ enumerates finite spaces and converts to and from plain dicts and JSON.
 
 Randomness: every ``sample``/``resample``/``perturb`` draws from the ``rng`` it is given, a
 :class:`random.Random`; by default Python's global :mod:`random` module (seed it
-with :func:`deapnn.seeding.seed`).
+with :func:`deapnn.core.seeding.seed`).
 """
 
 from __future__ import annotations

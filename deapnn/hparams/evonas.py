@@ -20,7 +20,7 @@ recurrent controller's role without TensorFlow, and is exact for search spaces w
 rewards couple neighbouring decisions, like :func:`synthetic_reward`.
 
 Randomness: every agent draws from its ``rng`` (a :class:`numpy.random.Generator`,
-default :func:`deapnn.seeding.get_rng`).
+default :func:`deapnn.core.seeding.get_rng`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from deapnn import seeding
-from deapnn.space import Choice, SearchSpace
+from deapnn.core import seeding
+from deapnn.hparams.space import Choice, SearchSpace
 
 
 def synthetic_space(n: int) -> SearchSpace:
@@ -181,12 +181,12 @@ class EvolutionAgent(_Agent):
     """Regularized evolution (Real et al. 2018) as a DEAP strategy.
 
     Args:
-        space: A search space of :class:`~deapnn.space.Choice` genes.
+        space: A search space of :class:`~deapnn.hparams.space.Choice` genes.
         population_size: How many of the newest individuals stay alive.
         sample_size: Tournament size for picking a parent.
         p_mutate: Probability that each decision of a child is resampled (at least one is).
         lambda_: Children per generation.
-        rng: numpy Generator (default :func:`deapnn.seeding.get_rng`).
+        rng: numpy Generator (default :func:`deapnn.core.seeding.get_rng`).
 
     Until the population is full, ``generate`` returns random individuals.
     """
@@ -282,11 +282,11 @@ class NeuralAgent(_Agent, _Learner):
     """A controller that proposes whole individuals, trained on their rewards.
 
     Args:
-        space: A search space of :class:`~deapnn.space.Choice` genes.
+        space: A search space of :class:`~deapnn.hparams.space.Choice` genes.
         lambda_: Individuals sampled per generation (one training batch).
         training: ``"pqt"`` (default) or ``"reinforce"``; ``queue_size`` for PQT.
         learning_rate, entropy: Passed to :class:`Controller`.
-        rng: numpy Generator (default :func:`deapnn.seeding.get_rng`).
+        rng: numpy Generator (default :func:`deapnn.core.seeding.get_rng`).
     """
 
     def __init__(

@@ -4,7 +4,7 @@
 * :func:`random_search` - random genomes until ``patience`` evaluations in a row bring no
   improvement (the PyData talk's baseline that "gives up"), or a budget is spent.
 
-Both work with any ``evaluate(genome) -> fitness`` (a :class:`~deapnn.training.KerasEvaluator`,
+Both work with any ``evaluate(genome) -> fitness`` (a :class:`~deapnn.keras.training.KerasEvaluator`,
 a table lookup, a plain function), never evaluate two genomes with the same canonical key, and
 count the cost as distinct evaluations. Pure Python: no TensorFlow here.
 """
@@ -17,9 +17,9 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deapnn.cache import as_fitness, default_key
-from deapnn.genome import make_genome
-from deapnn.space import SearchSpace
+from deapnn.core.cache import as_fitness, default_key
+from deapnn.hparams.genome import make_genome
+from deapnn.hparams.space import SearchSpace
 
 __all__ = ["SearchResult", "brute_force", "genome_key", "random_search"]
 
@@ -145,7 +145,7 @@ def brute_force(evaluate: Evaluate, space: SearchSpace | Iterable[Any], *,
 
     Args:
         evaluate: ``genome -> fitness`` (a tuple, a number or a ``Failure``).
-        space: a finite :class:`~deapnn.space.SearchSpace` (visited in :meth:`grid` order) or any
+        space: a finite :class:`~deapnn.hparams.space.SearchSpace` (visited in :meth:`grid` order) or any
             iterable of genomes.
         weights: DEAP-style weights: positive maximises, negative minimises.
         max_evaluations: stop after this many distinct evaluations.

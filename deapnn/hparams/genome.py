@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
-from deapnn.space import Rng, SearchSpace
+from deapnn.hparams.space import Rng, SearchSpace
 
 
 class GenomeBase(list):
@@ -13,7 +13,7 @@ class GenomeBase(list):
 
     DEAP's sequence operators (``cxOnePoint``, ``cxUniform``, ...) see an ordinary list;
     deapnn's operators also read ``.space`` to keep every value inside its gene. The
-    ``creator.Genome*`` types in :mod:`deapnn.types` add a fitness to this class.
+    ``creator.Genome*`` types in :mod:`deapnn.core.types` add a fitness to this class.
 
     Example:
         >>> g["lr"], g[0], g.as_dict()           # doctest: +SKIP

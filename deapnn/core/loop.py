@@ -18,7 +18,7 @@ from typing import Any
 
 from deap import algorithms, tools
 
-from deapnn import seeding
+from deapnn.core import seeding
 
 ALGORITHMS = ("simple", "mu+lambda", "mu,lambda")
 

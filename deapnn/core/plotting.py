@@ -29,7 +29,7 @@ def plot_logbook(
 
     Args:
         logbook: A DEAP ``Logbook`` whose records (or ``"fitness"`` chapter) have ``gen``,
-            ``avg``, ``std`` and ``max`` (as :func:`deapnn.stats.fitness_stats` records).
+            ``avg``, ``std`` and ``max`` (as :func:`deapnn.core.stats.fitness_stats` records).
         ax: A matplotlib axes to draw on (default: a new figure).
         path: Save the figure there (PNG by extension) when given.
 

@@ -13,10 +13,10 @@ from typing import Any, Callable, Mapping
 
 from deap import base, creator, tools
 
-from deapnn import operators
-from deapnn.cache import EvaluationCache
-from deapnn.genome import random_genome
-from deapnn.space import SearchSpace
+from deapnn.hparams import operators
+from deapnn.core.cache import EvaluationCache
+from deapnn.hparams.genome import random_genome
+from deapnn.hparams.space import SearchSpace
 
 #: Named operators and their default knobs. ``indpb=None`` means ``1 / len(space)``.
 MATE: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
@@ -109,7 +109,7 @@ def make_toolbox(
         evaluate: ``genome -> fitness tuple`` (a module-level function or picklable callable).
         genome_type: The creator type to build (default ``creator.Genome``, maximising; use
             ``creator.GenomeMin`` or ``creator.GenomeMulti``, or your own from
-            :func:`deapnn.types.define`).
+            :func:`deapnn.core.types.define`).
         mate, mutate, select: A name from :data:`MATE`, :data:`MUTATE`, :data:`SELECT` or any
             function with DEAP's signature; ``*_kwargs`` override the knobs (``indpb`` defaults
             to ``1 / len(space)`` for mutations).

@@ -4,7 +4,7 @@
 the network a genome describes, trains it for ``max_epochs`` under a per-model
 ``max_training_time``, scores it on the validation split and clears the Keras session. A model
 whose loss turns NaN, whose scores are not finite or whose training raises gets a
-:class:`~deapnn.failures.Failure` fitness carrying the reason, and the run goes on.
+:class:`~deapnn.core.failures.Failure` fitness carrying the reason, and the run goes on.
 
 :func:`train_best` retrains the fittest genome for real (more epochs, early stopping, best
 weights restored), reports its test score and saves the model (``.keras``) and genome (JSON).
@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deapnn import seeding
+from deapnn.core import seeding
 from deapnn.data import Dataset, DatasetLike, get_dataset
-from deapnn.failures import Failure, worst_values
-from deapnn.models import LR_SCHEDULES, _keras, build_mlp, genome_values, make_optimizer
+from deapnn.core.failures import Failure, worst_values
+from deapnn.keras.models import LR_SCHEDULES, _keras, build_mlp, genome_values, make_optimizer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -152,8 +152,8 @@ class KerasEvaluator:
             zero-argument loader such as ``functools.partial(load_mnist, validation=5000)``,
             loaded once per process by :func:`deapnn.data.get_dataset`.
         build: ``build(genome, input_shape, n_classes) -> keras.Model``; default
-            :func:`~deapnn.models.build_mlp`. Uncompiled models are compiled with the genome's
-            optimizer and learning rate (:func:`~deapnn.models.make_optimizer`), ``loss`` and
+            :func:`~deapnn.keras.models.build_mlp`. Uncompiled models are compiled with the genome's
+            optimizer and learning rate (:func:`~deapnn.keras.models.make_optimizer`), ``loss`` and
             ``metric``; compiled ones are kept as they are.
         max_epochs: training epochs per model.
         max_training_time: seconds after which a model's training stops (checked after every
@@ -164,7 +164,7 @@ class KerasEvaluator:
         maximize: whether a higher score is better; default False for losses and errors, True
             otherwise. :attr:`weights` gives the matching DEAP fitness weights.
         failure: fitness of a failed model; default the worst possible values
-            (:func:`~deapnn.failures.worst_values`: -inf when maximised, +inf when minimised),
+            (:func:`~deapnn.core.failures.worst_values`: -inf when maximised, +inf when minimised),
             which :func:`deapnn.fitness_stats` leaves out of its averages and counts as failed.
         batch_size: used when the genome has no ``batch_size`` gene.
         loss: Keras loss for compiling (labels are class indices).
@@ -176,7 +176,7 @@ class KerasEvaluator:
             every that many batches.
         lr_schedule: ``"constant"`` (default) trains at the genome's learning rate;
             ``"linear"`` or ``"cosine"`` decay it to 0 over the whole budget of ``max_epochs``
-            epochs (see :func:`~deapnn.models.make_optimizer`), so that a one-epoch fitness
+            epochs (see :func:`~deapnn.keras.models.make_optimizer`), so that a one-epoch fitness
             scores how well a genome trains rather than how noisy its last steps were.
         verbose: Keras ``fit`` verbosity.
 
@@ -380,7 +380,7 @@ def train_best(genome: Any, evaluator_or_data: KerasEvaluator | DatasetLike, *,
         genome: the genome (or dict of values) to train.
         evaluator_or_data: a :class:`KerasEvaluator` (its data, builder, loss, metric and seed are
             reused) or a dataset / dataset loader (then ``build`` defaults to
-            :func:`~deapnn.models.build_mlp`).
+            :func:`~deapnn.keras.models.build_mlp`).
         epochs: maximum training epochs.
         patience: early-stopping patience in epochs.
         path: where to save: ``<path>.keras`` (the model) and ``<path>.json`` (genome and scores);

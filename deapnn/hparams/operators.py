@@ -3,7 +3,7 @@
 Every operator is a plain function in DEAP's shape: the individual(s) first, the knobs
 after, genomes changed in place, a tuple returned. Each reads ``individual.space`` so
 that every value it writes stays inside its gene. Randomness comes from Python's
-:mod:`random` module, as in DEAP (seed it with :func:`deapnn.seeding.seed`).
+:mod:`random` module, as in DEAP (seed it with :func:`deapnn.core.seeding.seed`).
 
 Where DEAP already has the operator (uniform and one-point crossover, tournament and
 NSGA-II selection) these delegate to it; the rest have no DEAP equivalent that knows
@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from deap import tools
 
-from deapnn.genome import GenomeBase
+from deapnn.hparams.genome import GenomeBase
 
 # -- crossover ----------------------------------------------------------------------------------
 
@@ -48,7 +48,7 @@ def cx_one_point(ind1: GenomeBase, ind2: GenomeBase) -> tuple[GenomeBase, Genome
 def cx_convex(ind1: GenomeBase, ind2: GenomeBase) -> tuple[GenomeBase, GenomeBase]:
     """Seed 000's crossover: numeric genes become convex combinations of the parents.
 
-    For each numeric gene (:class:`~deapnn.space.IntRange`, :class:`~deapnn.space.FloatRange`)
+    For each numeric gene (:class:`~deapnn.hparams.space.IntRange`, :class:`~deapnn.hparams.space.FloatRange`)
     draw ``p ~ U(0, 1)``; the children get ``p*a + (1-p)*b`` and ``(1-p)*a + p*b``, snapped to
     the gene (rounded to its grid, clipped to its bounds). Categorical genes are swapped with
     probability 1/2, i.e. each child takes each parent's value with equal chance.

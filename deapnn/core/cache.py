@@ -17,7 +17,7 @@ from typing import Any, Callable, Hashable, Iterable
 
 import numpy as np
 
-from deapnn.failures import Failure
+from deapnn.core.failures import Failure
 
 
 def default_key(individual: Any) -> Hashable:
@@ -43,7 +43,7 @@ class EvaluationCache:
     """A caching ``evaluate``: each distinct key is evaluated once.
 
     Args:
-        evaluate: ``individual -> fitness tuple`` (or a :class:`~deapnn.failures.Failure`).
+        evaluate: ``individual -> fitness tuple`` (or a :class:`~deapnn.core.failures.Failure`).
         key: ``individual -> hashable``; default :func:`default_key` (the genome's canonical key).
 
     Attributes:

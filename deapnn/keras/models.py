@@ -1,6 +1,6 @@
 """Keras networks built from hyperparameter genomes.
 
-The search spaces are plain :class:`~deapnn.space.SearchSpace` objects, defined without
+The search spaces are plain :class:`~deapnn.hparams.space.SearchSpace` objects, defined without
 TensorFlow; Keras is imported lazily inside the builders, so importing this module is cheap and
 safe in any process.
 
@@ -12,7 +12,7 @@ safe in any process.
   conv blocks, filters, kernel size, pooling and a dense head. Built by :func:`build_cnn`.
 
 Any ``build_model(genome, input_shape, n_classes) -> keras.Model`` works with
-:class:`deapnn.training.KerasEvaluator`; :func:`build_mlp` and :func:`build_cnn` are two of them.
+:class:`deapnn.keras.training.KerasEvaluator`; :func:`build_mlp` and :func:`build_cnn` are two of them.
 Builders return uncompiled models; the evaluator compiles them with :func:`make_optimizer`.
 """
 
@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from deapnn.space import Choice, FloatRange, SearchSpace
+from deapnn.hparams.space import Choice, FloatRange, SearchSpace
 
 __all__ = [
     "CNN_SPACE",

@@ -64,7 +64,7 @@ class Dataset:
     Attributes:
         x_train, y_train: data the networks are fitted on.
         x_val, y_val: held-out part of the training data; fitness is measured here.
-        x_test, y_test: never used for fitness; only :func:`deapnn.training.train_best` reports it.
+        x_test, y_test: never used for fitness; only :func:`deapnn.keras.training.train_best` reports it.
         n_classes: number of classes; labels are int64 indices in ``range(n_classes)``.
         input_shape: shape of one example (e.g. ``(28, 28)``).
         name: a short label used in logs and benchmark JSON.

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deapnn.space import SearchSpace
+from deapnn.hparams.space import SearchSpace
 
 
 class PolynomialFit:

@@ -7,9 +7,9 @@ nor replaces a class.
 
 Types:
     ``creator.FitnessMax`` (1.0,), ``creator.FitnessMin`` (-1.0,),
-    ``creator.FitnessMulti`` (1.0, -1.0) -- e.g. accuracy up, parameter count down;
-    ``creator.Genome``, ``creator.GenomeMin``, ``creator.GenomeMulti`` -- hyperparameter
-    genomes (:class:`deapnn.genome.GenomeBase`) with those fitnesses.
+    ``creator.FitnessMulti`` (1.0, -1.0) -- e.g. accuracy up, parameter count down.
+    The individuals are defined beside what they hold: genomes in :mod:`deapnn.hparams.types`,
+    weight vectors in :mod:`deapnn.weights.types`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 from deap import base, creator
 
-from deapnn.genome import GenomeBase
 
 
 def define(name: str, base_type: type, **attributes: Any) -> type:
@@ -45,6 +44,3 @@ def define(name: str, base_type: type, **attributes: Any) -> type:
 FitnessMax = define("FitnessMax", base.Fitness, weights=(1.0,))
 FitnessMin = define("FitnessMin", base.Fitness, weights=(-1.0,))
 FitnessMulti = define("FitnessMulti", base.Fitness, weights=(1.0, -1.0))
-Genome = define("Genome", GenomeBase, fitness=FitnessMax)
-GenomeMin = define("GenomeMin", GenomeBase, fitness=FitnessMin)
-GenomeMulti = define("GenomeMulti", GenomeBase, fitness=FitnessMulti)

@@ -1,0 +1,12 @@
+"""Run machinery shared by both sides (hyperparameters and weights): creator fitness types,
+failures as fitness values, seeding, statistics, the evaluation cache, the run loop with its
+checkpoints, and plots."""
+
+from deapnn.core import types  # noqa: F401  (creates the creator fitness types at import time)
+from deapnn.core.cache import EvaluationCache
+from deapnn.core.failures import Failure, is_failure
+from deapnn.core.loop import evolve
+from deapnn.core.seeding import seed
+from deapnn.core.stats import fitness_stats
+
+__all__ = ["EvaluationCache", "Failure", "evolve", "fitness_stats", "is_failure", "seed"]
