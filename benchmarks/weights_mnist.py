@@ -77,8 +77,9 @@ def run_method(method: str, args: argparse.Namespace, data) -> dict:
     from deap import algorithms, creator
 
     import deapnn
-    from deapnn.weights import (BatchedEvaluator, BatchedMap, OpenAIES, hall_of_fame,
-                                make_weight_toolbox, mut_gaussian)
+    from deapnn.parallel import SerialMap
+    from deapnn.weights import (BatchedEvaluator, OpenAIES, hall_of_fame, make_weight_toolbox,
+                                mut_gaussian)
 
     deapnn.seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -88,8 +89,8 @@ def run_method(method: str, args: argparse.Namespace, data) -> dict:
                                      batch_size=min(10000, len(data.y_train)), resample=False,
                                      seed=args.seed)
         tb = make_weight_toolbox(spec, evaluator, init="uniform", init_range=(-1.0, 1.0),
-                                 mate="average", sigma=0.1, indpb=0.25, select="tournament",
-                                 tournsize=5, rng=rng)
+                                 mate="average", mutate_kwargs={"sigma": 0.1, "indpb": 0.25},
+                                 select="tournament", select_kwargs={"tournsize": 5}, rng=rng)
         config = {"network": "784-128-10", "population": 25, "cxpb": 0.6, "mutpb": 0.3,
                   "select": "selTournament(tournsize=5)", "mate": "cx_average",
                   "mutate": "mut_gaussian(mu=0, sigma=0.1, indpb=0.25)", "init": "uniform[-1, 1]",
@@ -99,9 +100,11 @@ def run_method(method: str, args: argparse.Namespace, data) -> dict:
         spec = network(args.arch, args.hidden, args.filters)
         evaluator = BatchedEvaluator(spec, data.x_train, data.y_train, batch_size=args.ga_batch,
                                      seed=args.seed)
-        tb = make_weight_toolbox(spec, evaluator, init="glorot", mate="blend", alpha=args.ga_alpha,
-                                 sigma=args.ga_sigma, per_layer=True, indpb=args.ga_indpb,
-                                 select="elitist_tournament", tournsize=args.ga_tournsize,
+        tb = make_weight_toolbox(spec, evaluator, init="glorot", mate="blend",
+                                 mate_kwargs={"alpha": args.ga_alpha},
+                                 mutate_kwargs={"sigma": args.ga_sigma, "indpb": args.ga_indpb},
+                                 per_layer=True, select="elitist_tournament",
+                                 select_kwargs={"tournsize": args.ga_tournsize},
                                  elites=args.ga_elites, rng=rng)
         population, cxpb, mutpb, chunk = args.population, args.ga_cxpb, args.ga_mutpb, 10
         config = {"network": args.arch, "filters": args.filters, "hidden": args.hidden,
@@ -139,7 +142,7 @@ def run_method(method: str, args: argparse.Namespace, data) -> dict:
         raise ValueError(f"unknown method {method!r}")
 
     layer_scale = tb.layout.init_std("glorot", biases=True)
-    mapper: BatchedMap = tb.map.func if hasattr(tb.map, "func") else tb.map
+    mapper: SerialMap = tb.map.func if hasattr(tb.map, "func") else tb.map  # counts individuals
     x_val, y_val, x_test, y_test = data.x_val, data.y_val, data.x_test, data.y_test
 
     def current_model(pop) -> np.ndarray:
@@ -157,7 +160,7 @@ def run_method(method: str, args: argparse.Namespace, data) -> dict:
         _, val_acc, _ = evaluator.scores(best[None], x_val, y_val)
         _, test_acc, _ = evaluator.scores(best[None], x_test, y_test)
         curve.append({"seconds": clock.elapsed(), "generation": generation,
-                      "evaluations": mapper.evaluations, "val_accuracy": float(val_acc[0]),
+                      "evaluations": mapper.individuals, "val_accuracy": float(val_acc[0]),
                       "test_accuracy": float(test_acc[0])})
         print(f"  [{method}] {clock.elapsed():7.1f}s gen {generation:6d} "
               f"val {val_acc[0]:.4f} test {test_acc[0]:.4f}", flush=True)
@@ -207,12 +210,13 @@ def run_method(method: str, args: argparse.Namespace, data) -> dict:
         "config": config,
         "test_accuracy": float((y_pred == y_test).mean()),
         "generations": generation,
-        "evaluations": mapper.evaluations,
+        "evaluations": mapper.individuals,
         "wall_seconds": wall,
         "measure_seconds": clock.paused,
         "curve": curve,
         "classification_report": report,
         "classification_report_text": report_text,
+        "best_weights": np.asarray(best),  # not written to the JSON (see main)
     }
 
 
@@ -303,6 +307,7 @@ def main() -> None:
     run_args = {k: (v if isinstance(v, (int, float, list, bool)) else str(v))
                 for k, v in vars(args).items()}
     for r in results:
+        r.pop("best_weights", None)
         r["label"] = f"{r['method']}{args.label}"
         r["args"] = run_args
     if args.append and args.out.exists():

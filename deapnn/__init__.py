@@ -17,8 +17,10 @@ only the Keras edge functions do, when they are called.
 
 from deapnn import core, data, hparams, keras, parallel, weights  # noqa: F401  (creator types at import)
 from deapnn.core.cache import EvaluationCache
-from deapnn.core.failures import Failure, is_failure
+from deapnn.core.checkpoint import CheckpointError, load_checkpoint
+from deapnn.core.failures import Failure, SetupError, is_failure
 from deapnn.core.loop import evolve
+from deapnn.core.store import EvaluationStore
 from deapnn.core.seeding import seed
 from deapnn.core.stats import fitness_stats
 from deapnn.data import Dataset, from_arrays, load_digits, load_mnist
@@ -48,7 +50,11 @@ __all__ = [
     "random_search",
     "train_best",
     "Choice",
+    "CheckpointError",
     "EvaluationCache",
+    "EvaluationStore",
+    "SetupError",
+    "load_checkpoint",
     "Failure",
     "FloatRange",
     "GenomeBase",

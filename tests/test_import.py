@@ -69,3 +69,22 @@ def test_layout_shows_the_design():
 
     for name in ("core", "hparams", "weights", "keras", "data", "parallel"):
         assert hasattr(getattr(deapnn, name), "__path__"), name  # a subpackage, not a module
+
+
+def test_unpickling_an_individual_keeps_the_creator_classes():
+    # DEAP >= 1.4 re-creates a creator class on every unpickle; deapnn keeps the existing one, so
+    # a loaded checkpoint's individuals and the toolbox share one class.
+    import pickle
+
+    from deap import creator
+
+    import deapnn
+
+    genome_cls, vector_cls, fitness_cls = creator.Genome, creator.WeightVector, creator.FitnessMax
+    genome = deapnn.make_genome(deapnn.SearchSpace({"a": deapnn.IntRange(0, 3)}), {"a": 1})
+    genome.fitness.values = (0.5,)
+    vector = creator.WeightVector([1.0, 2.0])
+    back, vback = pickle.loads(pickle.dumps((genome, vector)))
+    assert type(back) is genome_cls and type(vback) is vector_cls
+    assert creator.Genome is genome_cls and creator.WeightVector is vector_cls
+    assert creator.FitnessMax is fitness_cls and back.fitness.values == (0.5,)

@@ -145,15 +145,20 @@ def test_sel_retain_keeps_the_best_and_fills_from_survivors():
 def test_sel_elites_breeders_prefers_fitter_breeders():
     random.seed(1)
     pop = _population(range(1, 101))
-    chosen = operators.sel_elites_breeders(pop, 2000, elites=0.05)
+    chosen = operators.sel_elites_breeders(pop, 2000, elites=5)
     assert [g["v"] for g in chosen[:5]] == [100, 99, 98, 97, 96]
     breeders = [g["v"] for g in chosen[100:]]
     top = sum(v > 50 for v in breeders) / len(breeders)
     assert top > 0.65  # proportional to fitness: expected ~0.74
-    rank = operators.sel_elites_breeders(pop, 2000, elites=0.0, weighting="rank")
+    rank = operators.sel_elites_breeders(pop, 2000, elites=0, weighting="rank")
     assert sum(g["v"] > 50 for g in rank) / 2000 > 0.65
     with pytest.raises(ValueError, match="weighting must be 'fitness' or 'rank', got 'x'"):
         operators.sel_elites_breeders(pop, 10, weighting="x")
+    # elites is a count everywhere in deapnn; the seed's fraction is refused, not rounded
+    with pytest.raises(TypeError, match=r"elites is a count of individuals \(an int >= 0\), got 0.05"):
+        operators.sel_elites_breeders(pop, 10, elites=0.05)
+    with pytest.raises(ValueError, match="elites must be an int >= 0, got -1"):
+        operators.sel_elites_breeders(pop, 10, elites=-1)
 
 
 def test_genome_reads_by_name_and_clones_without_aliasing():
@@ -242,3 +247,46 @@ def test_make_toolbox_registers_perturb_by_name():
     for _ in range(50):
         (g,) = toolbox.mutate(g)
     assert ORDERED.contains(list(g)) and list(g) != before
+
+
+@pytest.mark.parametrize("gene", [FloatRange(-1e308, 1e308), FloatRange(-1.7976931348623157e308, 1.7976931348623157e308),
+                                  FloatRange(0.0, 1.5e308)], ids=["wide", "widest", "half-wide"])
+def test_mut_perturb_and_sampling_stay_finite_on_a_range_wider_than_the_largest_float(gene):
+    space = SearchSpace({"w": gene, "x": FloatRange(-3, 3)})
+    rng_state = random.getstate()
+    random.seed(4)
+    try:
+        g = random_genome(space)
+        assert math.isfinite(g["w"]) and gene.contains(g["w"])
+        values = []
+        for sigma in (0.01, 0.1, 3.0):
+            for _ in range(300):
+                operators.mut_perturb(g, 1.0, sigma)
+                assert math.isfinite(g["w"]) and space.contains(list(g)), (sigma, list(g))
+                values.append(g["w"])
+        assert len(set(values)) > 600  # it moves, not stuck on a bound (sigma 3 often is)
+        assert min(values) < gene.low / 2 + gene.high / 2 < max(values)  # both halves visited
+        samples = [gene.sample(random) for _ in range(500)]
+        assert all(math.isfinite(v) and gene.contains(v) for v in samples)
+    finally:
+        random.setstate(rng_state)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda g: operators.mut_perturb(g, float("nan")), ValueError, r"mut_perturb indpb must be in \[0, 1\].*nan"),
+    (lambda g: operators.mut_perturb(g, 1.5), ValueError, r"mut_perturb indpb .*1.5"),
+    (lambda g: operators.mut_perturb(g, 0.0, float("nan")), ValueError, r"mut_perturb sigma must be finite and > 0, got nan"),
+    (lambda g: operators.mut_perturb(g, 0.0, float("inf")), ValueError, r"mut_perturb sigma .*inf"),
+    (lambda g: operators.mut_perturb(g, 0.0, 0.0), ValueError, r"mut_perturb sigma .*0.0"),
+    (lambda g: operators.mut_resample(g, -0.2), ValueError, r"mut_resample indpb .*-0.2"),
+    (lambda g: operators.mut_convex(g, float("nan")), ValueError, r"mut_convex indpb .*nan"),
+    (lambda g: operators.cx_uniform(g, copy.deepcopy(g), 2.0), ValueError, r"cx_uniform indpb .*2.0"),
+    (lambda g: operators.mut_resample(g, "0.5"), TypeError, r"mut_resample indpb must be a probability"),
+], ids=["perturb-indpb-nan", "perturb-indpb-large", "perturb-sigma-nan", "perturb-sigma-inf",
+        "perturb-sigma-zero", "resample-indpb", "convex-indpb-nan", "cx-uniform-indpb", "indpb-string"])
+def test_bad_probabilities_and_steps_raise_naming_the_value(call, error, message):
+    g = make_genome(MIXED, MIXED.sample(random.Random(1)))
+    before = list(g)
+    with pytest.raises(error, match=message):
+        call(g)
+    assert list(g) == before

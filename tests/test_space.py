@@ -1,4 +1,5 @@
 import json
+import math
 import pickle
 import random
 
@@ -140,3 +141,14 @@ def test_validate_names_the_bad_value():
         space.validate(values)
     with pytest.raises(ValueError, match=r"missing genes \['x'\]"):
         space.validate({k: v for k, v in values.items() if k != "x"})
+
+
+@pytest.mark.parametrize("low, high", [(-1e308, 1e308), (0.0, 1.5e308), (-1.7976931348623157e308, 0.0)])
+def test_float_ranges_near_the_largest_float_sample_and_perturb_inside_the_range(low, high):
+    gene = FloatRange(low, high)
+    rng = random.Random(2)
+    values = [gene.sample(rng) for _ in range(200)]
+    values += [gene.perturb(v, sigma, rng) for v in values for sigma in (0.05, 2.0)]
+    values += [gene.perturb(v, 0.1, rng) for v in (low, high)]
+    assert all(math.isfinite(v) and gene.contains(v) for v in values)
+    assert len(set(values)) > 400

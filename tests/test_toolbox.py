@@ -133,3 +133,97 @@ def test_multi_objective_genomes_with_nsga2(seeded):
     # maximise b, minimise b + (a != "x"): the front holds only a == "x" genomes
     assert all(ind["a"] == "x" for ind in front)
     assert type(pop[0]) is creator.GenomeMulti and pop[0].fitness.weights == (1.0, -1.0)
+
+
+def test_novel_children_leave_no_stale_reservation_after_mate_then_mutate(seeded):
+    """A child crossed (reserving its key) and then mutated gives the first key back: the
+    cache's pending keys are exactly the final children's keys, and empty once evaluated."""
+    toolbox = deapnn.make_toolbox(FINITE, finite_fitness, novel=True, mutate="one_gene")
+    pop = toolbox.population(n=8)
+    for ind, fit in zip(pop, toolbox.map(toolbox.evaluate, pop)):
+        ind.fitness.values = fit
+    offspring = algorithms.varAnd(pop, toolbox, cxpb=1.0, mutpb=1.0)
+    final = {child.key() for child in offspring}
+    assert toolbox.cache.pending == final
+    assert not final & set(toolbox.cache.records)  # every child is novel
+    for child, fit in zip(offspring, toolbox.map(toolbox.evaluate, offspring)):
+        child.fitness.values = fit
+    assert toolbox.cache.pending == set()
+
+
+def _genome_toolbox(**options):
+    return deapnn.make_toolbox(FINITE, finite_fitness, **options)
+
+
+def _weight_toolbox(**options):
+    from deapnn.weights import WeightLayout, make_weight_toolbox
+
+    return make_weight_toolbox(WeightLayout.from_shapes([(3, 2), (2,)]), **options)
+
+
+#: The two factories, with a probability knob of one of their named mutations and crossovers.
+DOORS = [
+    pytest.param(_genome_toolbox, "resample", "uniform", id="make_toolbox"),
+    pytest.param(_weight_toolbox, "gaussian", "uniform", id="make_weight_toolbox"),
+]
+
+
+@pytest.mark.parametrize("factory, mutation, crossover", DOORS)
+def test_both_factories_take_options_the_same_way(factory, mutation, crossover):
+    # a name from the table, or a function (with its knobs)
+    toolbox = factory(mutate=mutation, mutate_kwargs={"indpb": 0.25}, mate=crossover)
+    assert toolbox.mutate.keywords["indpb"] == 0.25
+    toolbox = factory(select=tools.selBest, select_kwargs={"fit_attr": "fitness"})
+    assert toolbox.select.func is tools.selBest
+    # unknown knobs name themselves, for named operators and for functions
+    with pytest.raises(TypeError, match=f"mutate '{mutation}' .* takes no argument 'indbp'"):
+        factory(mutate=mutation, mutate_kwargs={"indbp": 0.5})
+    with pytest.raises(TypeError, match="select selBest takes no argument 'tournsize'"):
+        factory(select=tools.selBest, select_kwargs={"tournsize": 3})
+    with pytest.raises(ValueError, match=r"unknown select 'roulette'; choose one of"):
+        factory(select="roulette")
+    # probabilities outside [0, 1] or NaN are refused at registration, named
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=rf"mutate indpb must be in \[0, 1\].*{bad!r}"):
+            factory(mutate=mutation, mutate_kwargs={"indpb": bad})
+        with pytest.raises(ValueError, match=rf"mate indpb must be in \[0, 1\].*{bad!r}"):
+            factory(mate=crossover, mate_kwargs={"indpb": bad})
+    # elites means one thing: a count, an int >= 0
+    with pytest.raises(TypeError, match=r"elites is a count of individuals \(an int >= 0\), got 0.1"):
+        factory(elites=0.1)
+    with pytest.raises(ValueError, match="elites must be an int >= 0, got -2"):
+        factory(elites=-2)
+    with pytest.raises(TypeError, match="elites given twice"):
+        factory(select=operators_with_elites(factory), elites=1, select_kwargs={"elites": 1})
+
+
+def operators_with_elites(factory):
+    return "elites_breeders" if factory is _genome_toolbox else "elitist_tournament"
+
+
+@pytest.mark.parametrize("factory, mutation, crossover", DOORS)
+def test_elites_keep_the_best_whatever_the_selection(factory, mutation, crossover, seeded):
+    toolbox = factory(elites=3)  # the default tournament, wrapped
+    elitist = factory(select=operators_with_elites(factory), elites=3)  # passed as the knob
+    assert elitist.select.keywords["elites"] == 3
+    pop = toolbox.population(n=12)
+    for i, ind in enumerate(pop):
+        ind.fitness.values = (float(i),)
+    for tb in (toolbox, elitist):
+        for _ in range(20):
+            chosen = tb.select(pop, 12)
+            assert len(chosen) == 12 and [c.fitness.values[0] for c in chosen[:3]] == [11.0, 10.0, 9.0]
+    again = pickle.loads(pickle.dumps(toolbox.select))  # the wrapped selection pickles
+    assert [c.fitness.values[0] for c in again(pop, 12)[:3]] == [11.0, 10.0, 9.0]
+    plain = factory()  # no elites: the best is not always first
+    assert any(plain.select(pop, 12)[0].fitness.values[0] != 11.0 for _ in range(20))
+
+
+@pytest.mark.parametrize("sigma", [float("nan"), float("inf"), 0.0, -0.1])
+def test_factories_reject_a_bad_sigma(sigma):
+    with pytest.raises(ValueError, match=rf"mutate sigma must be finite and > 0, got {sigma!r}"):
+        _genome_toolbox(mutate="perturb", mutate_kwargs={"sigma": sigma})
+    with pytest.raises(ValueError, match=rf"mutate sigma must be finite and > 0, got {sigma!r}"):
+        _weight_toolbox(mutate_kwargs={"sigma": sigma})
+    with pytest.raises(ValueError, match=rf"mutate sigma must be finite and > 0, got {sigma!r}"):
+        _weight_toolbox(sigma=sigma, per_layer=True)

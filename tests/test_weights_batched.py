@@ -1,4 +1,4 @@
-"""Population-batched evaluation (deapnn.weights.batched)."""
+"""Population-batched evaluation (deapnn.weights.spec / graph / buffers / evaluator)."""
 
 import pickle
 
@@ -8,8 +8,9 @@ from deap import algorithms, creator
 
 import deapnn  # noqa: F401
 from deapnn.core.failures import Failure, is_failure
-from deapnn.weights.batched import (BatchedEvaluator, BatchedMap, Conv2DSpec, DenseSpec, FlattenSpec,
-                                    NetworkSpec, PoolSpec, ReshapeSpec, evaluate_chunk)
+from deapnn.parallel import SerialMap
+from deapnn.weights.evaluator import BatchedEvaluator, evaluate_chunk
+from deapnn.weights.spec import Conv2DSpec, DenseSpec, FlattenSpec, NetworkSpec, PoolSpec, ReshapeSpec
 from deapnn.weights.codec import WeightCodec
 from deapnn.weights.strategies import OpenAIES
 from deapnn.weights.toolbox import make_weight_toolbox
@@ -158,7 +159,7 @@ def test_non_finite_output_is_a_recorded_failure():
 
 def test_minibatches_resample_per_map_call_or_stay_fixed():
     x, y = data(100)
-    mapper = BatchedMap()
+    mapper = SerialMap()
     resampling = BatchedEvaluator(MLP, x, y, batch_size=10, seed=3)
     fixed = BatchedEvaluator(MLP, x, y, batch_size=10, seed=3, resample=False)
     a0 = resampling.minibatch()[1].copy()
@@ -168,16 +169,16 @@ def test_minibatches_resample_per_map_call_or_stay_fixed():
     assert resampling.step == 1 and fixed.step == 0
     assert not np.array_equal(resampling.minibatch()[1], a0)
     np.testing.assert_array_equal(resampling.minibatch(0)[1], a0)  # reproducible per step
-    assert mapper.calls == 2 and mapper.evaluations == 2
+    assert mapper.calls == 2 and mapper.individuals == 2
 
 
 def test_chunked_map_matches_whole_population():
     x, y = data()
     evaluator = BatchedEvaluator(MLP, x, y, batch_size=16)
     weights = [creator.WeightVector(w) for w in population(MLP.layout().size, p=7)]
-    whole = BatchedMap()(evaluator, weights)
+    whole = SerialMap()(evaluator, weights)
     evaluator.step = 0
-    chunked = BatchedMap(chunk_size=3)(evaluator, weights)
+    chunked = SerialMap(chunksize=3)(evaluator, weights)
     assert [f[0] for f in chunked] == pytest.approx([f[0] for f in whole])
     again = evaluate_chunk(pickle.loads(pickle.dumps(evaluator)), np.stack(weights), step=1)
     assert [f[0] for f in again] == pytest.approx([f[0] for f in whole])
@@ -202,7 +203,7 @@ def test_ea_simple_and_ea_generate_update_run_unchanged(seeded):
     evaluator = BatchedEvaluator(MLP, x, y, batch_size=64)
     tb = make_weight_toolbox(MLP, evaluator, mate="average", sigma=0.2, per_layer=True,
                              rng=np.random.default_rng(0))
-    assert isinstance(tb.map.func, BatchedMap)
+    assert isinstance(tb.map.func, SerialMap)
     hof = hall_of_fame(2)
     pop, log = algorithms.eaSimple(tb.population(n=20), tb, cxpb=0.5, mutpb=0.5, ngen=4,
                                    halloffame=hof, verbose=False)
@@ -217,3 +218,112 @@ def test_ea_simple_and_ea_generate_update_run_unchanged(seeded):
     pop, log = algorithms.eaGenerateUpdate(tb, ngen=3, halloffame=hof, verbose=False)
     assert len(log) == 3 and strategy.generation == 3 and len(pop) == 10
     assert not np.array_equal(before, strategy.centroid)
+
+
+def test_the_serial_backend_map_gives_what_the_evaluator_gives_on_each_step():
+    """The one batched path (deapnn.parallel's map) = evaluate_population on the next step, exactly
+    (what the removed BatchedMap returned), failures included, whole or in chunks."""
+    x, y = data(100)
+    evaluator = BatchedEvaluator(MLP, x, y, batch_size=16, seed=3)
+    reference = BatchedEvaluator(MLP, x, y, batch_size=16, seed=3)
+    weights = [creator.WeightVector(w) for w in population(MLP.layout().size, p=9)]
+    weights[3][0] = np.nan
+    mapper = SerialMap()
+    for step in (1, 2, 3):
+        fits = mapper(evaluator, weights)
+        expect = reference.evaluate_population(weights, step)
+        assert evaluator.step == step
+        assert [tuple(f) for f in fits] == [tuple(f) for f in expect]
+        assert is_failure(fits[3]) and fits[3].reason == "non-finite network output"
+        assert len({f[0] for f in fits}) == 9  # distinct individuals, distinct fitnesses
+    evaluator.step = 0
+    chunked = SerialMap(chunksize=4)(evaluator, weights)
+    assert [tuple(f) for f in chunked] == [tuple(f) for f in reference.evaluate_population(weights, 1)]
+
+
+@pytest.mark.parametrize("labels, message", [
+    (lambda y: np.where(np.arange(len(y)) == 7, 5, y), r"labels outside \[0, 5\).*\[5\]"),
+    (lambda y: np.where(np.arange(len(y)) == 2, -1, y), r"labels outside \[0, 5\).*\[-1\]"),
+    (lambda y: y + 0.5, r"non-integer values \[0.5, 1.5"),
+    (lambda y: y.astype(str), "integer class labels, got dtype <U"),
+], ids=["too-large", "negative", "fractional", "strings"])
+def test_labels_outside_the_classes_are_named(labels, message):
+    x, y = data()
+    with pytest.raises(ValueError, match=message):
+        BatchedEvaluator(MLP, x, labels(y), batch_size=None)
+    evaluator = BatchedEvaluator(MLP, x, y.astype(np.float64), batch_size=None)  # whole floats are labels
+    np.testing.assert_array_equal(evaluator.y, y)
+    with pytest.raises(ValueError, match=message):
+        evaluator.scores(population(MLP.layout().size, p=1), x, labels(y))
+
+
+def test_non_finite_inputs_and_empty_sample_sets_are_rejected():
+    x, y = data()
+    for bad in (np.nan, np.inf):
+        xb = x.copy()
+        xb[4, 2, 3] = bad
+        with pytest.raises(ValueError, match=rf"x holds 1 non-finite values .*{bad!r}.* at index \(4, 2, 3\)"):
+            BatchedEvaluator(MLP, xb, y)
+    with pytest.raises(ValueError, match=r"x holds no samples \(shape \(0, 10, 10\)\)"):
+        BatchedEvaluator(MLP, x[:0], y[:0], batch_size=None)
+    evaluator = BatchedEvaluator(MLP, x, y, batch_size=None)
+    with pytest.raises(ValueError, match="x holds no samples"):
+        evaluator.scores(population(MLP.layout().size, p=1), x[:0], y[:0])
+    with pytest.raises(ValueError, match="failure must be one number"):
+        BatchedEvaluator(MLP, x, y, batch_size=None, failure=(0.0, 1.0))
+
+
+def test_weight_vectors_of_another_length_or_dtype_are_named():
+    x, y = data()
+    evaluator = BatchedEvaluator(MLP, x, y, batch_size=8)
+    with pytest.raises(ValueError, match="have length 10, the model has 911 parameters"):
+        evaluator.evaluate_population(np.zeros((2, 10), np.float32))
+    with pytest.raises(ValueError, match="must hold real numbers, got dtype complex64"):
+        evaluator.evaluate_population([np.zeros(911, np.complex64)])
+    with pytest.raises(ValueError, match="must hold real numbers, got dtype <U1"):
+        evaluator.evaluate_population(np.full((1, 911), "a"))
+
+
+def test_state_restores_the_minibatch_position_so_a_resumed_run_draws_the_same_batches():
+    x, y = data(100)
+    weights = [creator.WeightVector(w) for w in population(MLP.layout().size, p=3)]
+    run = BatchedEvaluator(MLP, x, y, batch_size=10, seed=5)
+    mapper = SerialMap()
+    for _ in range(2):
+        mapper(run, weights)
+    saved = pickle.loads(pickle.dumps(run.state()))
+    assert saved == {"step": 2}
+    tail = [mapper(run, weights) for _ in range(2)]
+    resumed = BatchedEvaluator(MLP, x, y, batch_size=10, seed=5)
+    resumed.load_state(saved)
+    assert [mapper(resumed, weights) for _ in range(2)] == tail
+    fresh = BatchedEvaluator(MLP, x, y, batch_size=10, seed=5)  # not restored: other batches
+    assert [mapper(fresh, weights) for _ in range(2)] != tail
+    for bad in ({}, {"step": -1}, {"step": 1.5}, None):
+        with pytest.raises(ValueError, match="state needs 'step'"):
+            resumed.load_state(bad)
+
+
+def test_fingerprint_changes_with_what_changes_a_fitness_and_nothing_else():
+    x, y = data(100)
+    base = dict(batch_size=10, seed=1, fitness="neg_cross_entropy")
+    fp = BatchedEvaluator(MLP, x, y, **base).fingerprint()
+    same = BatchedEvaluator(MLP, x.copy(), y.copy(), **base, chunk_size=2)
+    same.step = 7
+    assert same.fingerprint() == fp == pickle.loads(pickle.dumps(same)).fingerprint()
+    x2 = x.copy()
+    x2[0, 0, 0] += 1e-3
+    y2 = y.copy()
+    y2[0] = (y2[0] + 1) % 5
+    changed = [
+        BatchedEvaluator(MLP, x2, y, **base),
+        BatchedEvaluator(MLP, x, y2, **base),
+        BatchedEvaluator(MLP, x[:99], y[:99], **base),
+        BatchedEvaluator(NetworkSpec.mlp((10, 10), [8, 6], 5, activation="tanh"), x, y, **base),
+        BatchedEvaluator(MLP, x, y, **{**base, "batch_size": 11}),
+        BatchedEvaluator(MLP, x, y, **{**base, "seed": 2}),
+        BatchedEvaluator(MLP, x, y, **{**base, "fitness": "accuracy"}),
+        BatchedEvaluator(MLP, x, y, **base, resample=False),
+    ]
+    prints = [e.fingerprint() for e in changed]
+    assert fp not in prints and len(set(prints)) == len(prints)

@@ -91,6 +91,40 @@ def test_mut_gaussian_indpb_and_per_weight_sigma():
         ops.mut_gaussian(y, 0.0, np.ones(3), 0.5)
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda x: ops.mut_gaussian(x, 0.0, 0.1, float("nan")), r"mut_gaussian: indpb must be in \[0, 1\].*nan"),
+    (lambda x: ops.mut_gaussian(x, 0.0, 0.1, -0.1), r"mut_gaussian: indpb .*-0.1"),
+    (lambda x: ops.mut_gaussian(x, 0.0, float("nan"), 0.5), r"mut_gaussian: sigma must be finite and > 0, got nan"),
+    (lambda x: ops.mut_gaussian(x, 0.0, float("inf"), 0.5), r"mut_gaussian: sigma .* got inf"),
+    (lambda x: ops.mut_gaussian(x, 0.0, 0.0, 0.5), r"mut_gaussian: sigma .* got 0.0"),
+    (lambda x: ops.mut_gaussian(x, 0.0, -1.0, 0.5), r"mut_gaussian: sigma .* got -1.0"),
+    (lambda x: ops.mut_gaussian(x, 0.0, np.full(20, np.nan, np.float32), 0.5), r"mut_gaussian: sigma must be finite"),
+    (lambda x: ops.mut_gaussian(x, float("nan"), 0.1, 0.5), r"mut_gaussian: mu must be a finite number, got nan"),
+    (lambda x: ops.cx_uniform(x, ind(np.ones(20)), 1.5), r"cx_uniform: indpb must be in \[0, 1\].*1.5"),
+    (lambda x: ops.cx_uniform(x, ind(np.ones(20)), float("nan")), r"cx_uniform: indpb .*nan"),
+    (lambda x: ops.cx_blend(x, ind(np.ones(20)), float("nan")), r"cx_blend: alpha must be a finite number >= 0, got nan"),
+    (lambda x: ops.cx_blend(x, ind(np.ones(20)), -0.5), r"cx_blend: alpha .* got -0.5"),
+], ids=["indpb-nan", "indpb-negative", "sigma-nan", "sigma-inf", "sigma-zero", "sigma-negative",
+        "sigma-array-nan", "mu-nan", "cx-indpb-large", "cx-indpb-nan", "alpha-nan", "alpha-negative"])
+def test_bad_operator_knobs_raise_naming_the_value(call, message):
+    x = ind(np.zeros(20))
+    with pytest.raises(ValueError, match=message):
+        call(x)
+    np.testing.assert_array_equal(x, 0.0)  # nothing was written before the check
+
+
+def test_elitist_tournament_elites_is_a_count():
+    pop = [ind(np.full(3, i)) for i in range(10)]
+    for i, x in enumerate(pop):
+        x.fitness.values = (float(i),)
+    chosen = ops.sel_elitist_tournament(pop, 10, tournsize=2, elites=3)
+    assert [x.fitness.values[0] for x in chosen[:3]] == [9.0, 8.0, 7.0]
+    with pytest.raises(TypeError, match=r"elites is a count of individuals \(an int >= 0\), got 0.2"):
+        ops.sel_elitist_tournament(pop, 10, tournsize=2, elites=0.2)
+    with pytest.raises(ValueError, match="elites must be <= k=10, got 11"):
+        ops.sel_elitist_tournament(pop, 10, tournsize=2, elites=11)
+
+
 def test_hall_of_fame_keeps_distinct_arrays():
     hof = hall_of_fame(3)
     pop = [ind(np.full(4, i % 2)) for i in range(4)]  # two distinct arrays, each twice
@@ -111,7 +145,8 @@ def test_toolbox_and_ea_simple_run_unchanged():
         return (-float(np.sum((x - target) ** 2)),)
 
     tb = make_weight_toolbox(LAYOUT, evaluate, mate="blend", sigma=0.3, per_layer=True,
-                             indpb=0.5, select="elitist_tournament", elites=2, rng=rng)
+                             mutate_kwargs={"indpb": 0.5}, select="elitist_tournament", elites=2,
+                             rng=rng)
     pop = tb.population(n=30)
     assert all(type(x) is creator.WeightVector and x.shape == (LAYOUT.size,) for x in pop)
     start = max(evaluate(x)[0] for x in pop)

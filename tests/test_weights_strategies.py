@@ -62,13 +62,96 @@ def test_failed_individuals_rank_last():
     assert np.isfinite(strategy.centroid).all()
 
 
+@pytest.mark.parametrize("kwargs, match", [
+    ({"sigma": -1}, "OpenAIES: sigma must be finite and > 0, got -1.0"),
+    ({"sigma": float("nan")}, "OpenAIES: sigma must be finite and > 0, got nan"),
+    ({"sigma": float("inf")}, "OpenAIES: sigma must be finite and > 0, got inf"),
+    ({"learning_rate": 0.0}, "OpenAIES: learning_rate must be finite and > 0, got 0.0"),
+    ({"learning_rate": float("nan")}, "OpenAIES: learning_rate must be finite and > 0, got nan"),
+    ({"weight_decay": -0.1}, "OpenAIES: weight_decay must be finite and >= 0, got -0.1"),
+    ({"beta1": 1.0}, r"OpenAIES: beta1 must be in \[0, 1\), got 1.0"),
+    ({"epsilon": float("nan")}, "OpenAIES: epsilon must be finite and > 0, got nan"),
+    ({"sigma_decay": 1.5}, r"OpenAIES: sigma_decay must be in \(0, 1\], got 1.5"),
+    ({"sigma_limit": float("inf")}, "OpenAIES: sigma_limit must be finite and >= 0, got inf"),
+    ({"lambda_": 5}, "even"),
+    ({"centroid": [0.0, float("nan")]}, "OpenAIES: centroid must be finite, got nan at index 1"),
+])
+def test_openai_es_rejects_bad_values_naming_them(kwargs, match):
+    kwargs = {"centroid": np.zeros(3), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        OpenAIES(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"sigma": 0.0}, "SNES: sigma must be finite and > 0, got 0.0"),
+    ({"sigma": float("nan")}, "SNES: sigma must be finite and > 0, got nan"),
+    ({"sigma": [0.1, float("inf"), 0.1]}, "SNES: sigma must be finite and > 0, got inf at index 1"),
+    ({"eta_mu": float("nan")}, "SNES: eta_mu must be finite and > 0, got nan"),
+    ({"eta_sigma": -1.0}, "SNES: eta_sigma must be finite and > 0, got -1.0"),
+    ({"lambda_": 1}, "SNES: lambda_ must be >= 2, got 1"),
+])
+def test_snes_rejects_bad_values_naming_them(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SNES(np.zeros(3), **kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@pytest.mark.parametrize("own_rng", [True, False])
+def test_state_round_trip_continues_the_same_run(name, own_rng):
+    deapnn.seed(4)
+    strategy = STRATEGIES[name](np.random.default_rng(0) if own_rng else None)
+
+    def step(s):
+        pop = s.generate(creator.WeightVector)
+        for ind in pop:
+            ind.fitness.values = sphere(ind)
+        s.update(pop)
+        return np.stack(pop)
+
+    for _ in range(3):
+        step(strategy)
+    saved = pickle.loads(pickle.dumps(strategy.state()))
+    shared = deapnn.core.seeding.get_state()
+    expected = [step(strategy) for _ in range(3)]
+    clone = STRATEGIES[name](np.random.default_rng(7) if own_rng else None)
+    clone.load_state(saved)
+    deapnn.core.seeding.set_state(shared)
+    for want in expected:
+        np.testing.assert_array_equal(step(clone), want)
+    np.testing.assert_array_equal(clone.centroid, strategy.centroid)
+
+
+def test_adam_matches_the_textbook_update():
+    from deapnn.core.optim import Adam
+
+    adam = Adam(learning_rate=0.1, beta1=0.9, beta2=0.99, epsilon=1e-8)
+    x = np.array([1.0, -2.0])
+    m = v = np.zeros(2)
+    ref = x.copy()
+    for t in range(1, 6):
+        g = np.array([0.5, -1.0]) * t
+        (x,) = adam.step([x], [g])
+        m = 0.9 * m + 0.1 * g
+        v = 0.99 * v + 0.01 * g * g
+        ref = ref + 0.1 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.99**t)) + 1e-8)
+        np.testing.assert_allclose(x, ref, rtol=1e-12)
+    x32 = adam.step([np.ones(2, np.float32)], [np.ones(2, np.float32)])[0]
+    assert x32.dtype == np.float32
+    with pytest.raises(ValueError, match="Adam: learning_rate must be finite and > 0, got nan"):
+        Adam(float("nan"))
+
+
+def test_openai_es_and_the_evonas_controller_share_one_adam():
+    from deapnn.core.optim import Adam
+    from deapnn.hparams.evonas import Controller
+
+    assert type(OpenAIES(np.zeros(2), lambda_=2).optimizer) is Adam
+    assert type(Controller([2, 2]).optimizer) is Adam
+
+
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="even"):
-        OpenAIES(np.zeros(3), lambda_=5)
-    with pytest.raises(ValueError, match="sigma must be > 0, got -1"):
-        OpenAIES(np.zeros(3), sigma=-1)
-    with pytest.raises(ValueError, match="sigma must be > 0"):
-        SNES(np.zeros(3), sigma=0.0)
     strategy = SNES(np.zeros(3), rng=np.random.default_rng(0))
+    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator or None, got 3"):
+        SNES(np.zeros(3), rng=3)
     with pytest.raises(ValueError, match="valid fitness"):
         strategy.update(strategy.generate(creator.WeightVector))

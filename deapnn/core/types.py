@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import copyreg
+
 from deap import base, creator
 
 
@@ -39,6 +41,27 @@ def define(name: str, base_type: type, **attributes: Any) -> type:
     if weights is not None and tuple(getattr(existing, "weights", ())) != tuple(weights):
         raise TypeError(f"creator.{name} already exists with weights {existing.weights}, not {weights}")
     return existing
+
+
+def _existing_or_create(name: str, base_type: type, attributes: dict[str, Any]) -> type:
+    """Unpickle a creator class: the existing ``creator.<name>`` when it is the same definition,
+    else create it (what DEAP does every time)."""
+    existing = getattr(creator, name, None)
+    if existing is not None and getattr(existing, "reduce_args", None) == (name, base_type, attributes):
+        return existing
+    return creator.meta_create(name, base_type, attributes)
+
+
+def _reduce_creator_class(cls: type) -> tuple[Any, ...]:
+    return (_existing_or_create, cls.reduce_args)
+
+
+# DEAP >= 1.4 pickles creator classes by value and re-creates them on every unpickle, replacing
+# ``creator.<name>``: after loading a checkpoint (or in a worker, after every task) the toolbox's
+# ``creator.Genome`` and the individuals' class would be two different classes. Unpickling the
+# same definition now returns the class that exists, and still creates one that does not.
+if hasattr(creator, "MetaCreator") and hasattr(creator, "meta_create"):
+    copyreg.pickle(creator.MetaCreator, _reduce_creator_class)
 
 
 FitnessMax = define("FitnessMax", base.Fitness, weights=(1.0,))

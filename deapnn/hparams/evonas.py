@@ -19,8 +19,12 @@ conditioned on the previous decision, through a table of logits. It plays the pa
 recurrent controller's role without TensorFlow, and is exact for search spaces whose
 rewards couple neighbouring decisions, like :func:`synthetic_reward`.
 
-Randomness: every agent draws from its ``rng`` (a :class:`numpy.random.Generator`,
-default :func:`deapnn.core.seeding.get_rng`).
+Every agent has ``state()`` / ``load_state()`` (its population, controller, queue and own
+generator), so :func:`deapnn.evolve` (``algorithm="generate_update"``) checkpoints and resumes it
+exactly. The controller learns with the Adam of :mod:`deapnn.core.optim`, the one OpenAI-ES uses.
+
+Randomness: every agent draws from its ``rng`` (a :class:`numpy.random.Generator`), or, when
+built without one, from :func:`deapnn.core.seeding.get_rng` looked up at each call.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from deapnn.core import seeding
+from deapnn.core.optim import Adam, check_positive, check_unit_interval
 from deapnn.hparams.space import Choice, SearchSpace
 
 
@@ -75,12 +80,30 @@ class Controller:
         self, sizes: Sequence[int], learning_rate: float = 0.1, baseline_decay: float = 0.9, entropy: float = 0.0
     ) -> None:
         self.sizes = list(sizes)
+        if not self.sizes or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1
+                                 for k in self.sizes):
+            raise ValueError(f"Controller: sizes must be ints >= 1, got {sizes!r}")
         self.logits = [np.zeros((1 if i == 0 else self.sizes[i - 1], k)) for i, k in enumerate(self.sizes)]
-        self.learning_rate, self.baseline_decay, self.entropy = learning_rate, baseline_decay, entropy
+        self.optimizer = Adam(check_positive("Controller", "learning_rate", learning_rate))
+        self.baseline_decay = check_unit_interval("Controller", "baseline_decay", baseline_decay, closed_right=True)
+        self.entropy = check_positive("Controller", "entropy", entropy, allow_zero=True)
         self.baseline: float | None = None
-        self._m = [np.zeros_like(w) for w in self.logits]
-        self._v = [np.zeros_like(w) for w in self.logits]
-        self._t = 0
+
+    @property
+    def learning_rate(self) -> float:
+        """The Adam step size of the policy-gradient update."""
+        return self.optimizer.learning_rate
+
+    def state(self) -> dict[str, Any]:
+        """Logits, baseline and Adam state (copies), for a checkpoint."""
+        return {"logits": [w.copy() for w in self.logits], "baseline": self.baseline,
+                "optimizer": self.optimizer.state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned, in place."""
+        self.logits = [np.array(w, dtype=float) for w in state["logits"]]
+        self.baseline = state["baseline"]
+        self.optimizer.load_state(state["optimizer"])
 
     def probabilities(self, i: int, previous: int | None) -> np.ndarray:
         row = self.logits[i][0 if i == 0 else previous]
@@ -142,27 +165,57 @@ class Controller:
                 if self.entropy:
                     logp = np.log(p + 1e-12)
                     grads[i][row] += self.entropy * (-p * (logp - np.sum(p * logp)))
-        self._t += 1
-        b1, b2, eps = 0.9, 0.999, 1e-8
-        for w, g, m, v in zip(self.logits, grads, self._m, self._v):
-            g = g / max(len(advantages), 1)
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * g * g
-            w += self.learning_rate * (m / (1 - b1**self._t)) / (np.sqrt(v / (1 - b2**self._t)) + eps)
+        n = max(len(advantages), 1)
+        self.logits = self.optimizer.step(self.logits, [g / n for g in grads])
 
 
-class _Agent:
+class _Memory:
+    """The end of the ``_memory`` chain: each agent class and mixin adds what it learns."""
+
+    def _memory(self) -> dict[str, Any]:
+        return {}
+
+    def _load_memory(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class _Agent(_Memory):
     """Shared plumbing: the space, decision sizes, index <-> value conversion and the rng."""
 
     def __init__(self, space: SearchSpace, lambda_: int, rng: np.random.Generator | None) -> None:
         self.sizes = _check_space(space)
         if isinstance(lambda_, bool) or not isinstance(lambda_, int) or lambda_ < 1:
             raise ValueError(f"lambda_ must be an int >= 1, got {lambda_!r}")
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator or None, got {rng!r}")
         self.space, self.lambda_ = space, lambda_
-        self.rng = seeding.get_rng() if rng is None else rng
+        self._own_rng = rng
         self._masks: list[list[bool]] = []
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The agent's own generator, or (when built without one) deapnn's shared generator,
+        looked up at each call so :func:`deapnn.seed` always applies."""
+        return seeding.get_rng() if self._own_rng is None else self._own_rng
+
+    def state(self) -> dict[str, Any]:
+        """Everything that changes during a run, for a checkpoint: the agent's memory
+        (:meth:`_memory`) and its own ``rng`` state (the shared generator is saved by
+        :func:`deapnn.core.seeding.get_state`)."""
+        return {
+            "masks": [[bool(x) for x in m] for m in self._masks],
+            "rng": None if self._own_rng is None else self._own_rng.bit_generator.state,
+            **self._memory(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned, in place."""
+        if (self._own_rng is None) != (state["rng"] is None):
+            raise ValueError("load_state: the saved state and this agent disagree on having their own rng")
+        if self._own_rng is not None:
+            self._own_rng.bit_generator.state = state["rng"]
+        self._masks = [list(m) for m in state["masks"]]
+        self._load_memory(state)
 
     def _values(self, indices: Sequence[int]) -> list[Any]:
         return [gene.values[i] for gene, i in zip(self.space.genes, indices)]
@@ -247,10 +300,19 @@ class EvolutionAgent(_Agent):
     def update(self, population: Sequence[Any]) -> None:
         """Add the evaluated children; the oldest individuals die."""
         for ind in population:
-            self.population.append((self._indices(ind), ind.fitness.wvalues[0]))
+            self.population.append((self._indices(ind), float(ind.fitness.wvalues[0])))
+
+    def _memory(self) -> dict[str, Any]:
+        return {"population": [(list(seq), float(reward)) for seq, reward in self.population],
+                **super()._memory()}
+
+    def _load_memory(self, state: dict[str, Any]) -> None:
+        super()._load_memory(state)
+        self.population.clear()
+        self.population.extend((list(seq), reward) for seq, reward in state["population"])
 
 
-class _Learner:
+class _Learner(_Memory):
     """The controller and how it learns: ``"pqt"`` (priority queue training, Abolafia et al. 2018 --
     maximum likelihood on the ``queue_size`` best individuals seen so far) or ``"reinforce"``."""
 
@@ -264,6 +326,15 @@ class _Learner:
         self.training, self.queue_size = training, queue_size
         self.controller = Controller(self.sizes, learning_rate=learning_rate, entropy=entropy)
         self.queue: dict[tuple[int, ...], float] = {}
+
+    def _memory(self) -> dict[str, Any]:
+        return {"controller": self.controller.state(),
+                "queue": {seq: float(reward) for seq, reward in self.queue.items()}, **super()._memory()}
+
+    def _load_memory(self, state: dict[str, Any]) -> None:
+        super()._load_memory(state)
+        self.controller.load_state(state["controller"])
+        self.queue = dict(state["queue"])
 
     def _learn(self, sequences: list[list[int]], masks: list[list[bool]], rewards: list[float]) -> None:
         if not sequences:

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from deap import tools
 
+from deapnn.core.options import check_elites, check_probability, check_sigma
 from deapnn.hparams.genome import GenomeBase
 
 # -- crossover ----------------------------------------------------------------------------------
@@ -30,7 +31,11 @@ def cx_uniform(ind1: GenomeBase, ind2: GenomeBase, indpb: float = 0.5) -> tuple[
 
     Returns:
         ``(ind1, ind2)``, changed in place.
+
+    Raises:
+        ValueError: If ``indpb`` is NaN or outside [0, 1].
     """
+    check_probability("cx_uniform indpb", indpb)
     return tools.cxUniform(ind1, ind2, indpb)
 
 
@@ -69,7 +74,8 @@ def cx_convex(ind1: GenomeBase, ind2: GenomeBase) -> tuple[GenomeBase, GenomeBas
 
 def mut_resample(individual: GenomeBase, indpb: float) -> tuple[GenomeBase]:
     """Resample each gene with probability ``indpb``, always to a *different* value when the gene
-    has more than one (DeepEvolve)."""
+    has more than one (DeepEvolve). Raises ValueError if ``indpb`` is NaN or outside [0, 1]."""
+    check_probability("mut_resample indpb", indpb)
     for i, gene in enumerate(individual.space.genes):
         if random.random() < indpb:
             individual[i] = gene.resample(individual[i], random)
@@ -89,7 +95,9 @@ def mut_one_gene(individual: GenomeBase) -> tuple[GenomeBase]:
 def mut_convex(individual: GenomeBase, indpb: float) -> tuple[GenomeBase]:
     """Seed 000's mutation: with probability ``indpb`` per gene, move a numeric gene part of the way
     towards a random value, ``p*x + (1-p)*r`` with ``p ~ U(0.5, 1)``, snapped to the gene; a
-    categorical gene takes a different random value."""
+    categorical gene takes a different random value. Raises ValueError if ``indpb`` is NaN or
+    outside [0, 1]."""
+    check_probability("mut_convex indpb", indpb)
     for i, gene in enumerate(individual.space.genes):
         if random.random() < indpb:
             if gene.numeric:
@@ -109,7 +117,13 @@ def mut_perturb(individual: GenomeBase, indpb: float, sigma: float = 0.1) -> tup
     DEAP's ``mutGaussian`` and ``mutPolynomialBounded`` do this for flat lists of floats; a
     genome mixes categorical, integer-grid and log-scaled genes, so each gene takes its own step.
     Where :func:`mut_resample` jumps anywhere in the space, this refines good genomes.
+
+    Raises:
+        ValueError: If ``indpb`` is NaN or outside [0, 1], or ``sigma`` is not finite and > 0
+            (checked on every call, even when no gene is drawn).
     """
+    check_probability("mut_perturb indpb", indpb)
+    check_sigma("mut_perturb sigma", sigma)
     for i, gene in enumerate(individual.space.genes):
         if random.random() < indpb:
             individual[i] = gene.perturb(individual[i], sigma, random)
@@ -131,8 +145,7 @@ def sel_retain(
     """
     if not 0.0 < retain <= 1.0:
         raise ValueError(f"retain must be in (0, 1], got {retain!r}")
-    if not 0.0 <= random_select <= 1.0:
-        raise ValueError(f"random_select must be in [0, 1], got {random_select!r}")
+    check_probability("random_select", random_select)
     ranked = sorted(individuals, key=attrgetter(fit_attr), reverse=True)
     n_keep = max(1, round(retain * len(ranked)))
     survivors = ranked[:n_keep] + [ind for ind in ranked[n_keep:] if random.random() < random_select]
@@ -141,12 +154,17 @@ def sel_retain(
 
 
 def sel_elites_breeders(
-    individuals: Sequence[Any], k: int, elites: float = 0.1, weighting: str = "fitness", fit_attr: str = "fitness"
+    individuals: Sequence[Any], k: int, elites: int = 1, weighting: str = "fitness", fit_attr: str = "fitness"
 ) -> list[Any]:
-    """NaturalSelection's selection: the best ``elites`` fraction, then breeders drawn with
+    """NaturalSelection's selection: the ``elites`` best individuals, then breeders drawn with
     replacement with probability increasing with fitness.
 
+    NaturalSelection kept a fraction (10%) of the population as elites; ``elites`` here is a
+    count, as everywhere in deapnn (``round(0.1 * len(population))`` gives the seed's).
+
     Args:
+        elites: Number of best individuals always selected (an int, ``0 <= elites``; at most
+            ``k`` are taken).
         weighting: ``"fitness"`` -- probability proportional to the (first, weighted) fitness value
             shifted so the worst finite one gets a small positive weight; failed (non-finite)
             individuals get none; ``"rank"`` -- proportional to rank (1 for the worst).
@@ -154,12 +172,11 @@ def sel_elites_breeders(
     Returns:
         ``k`` individuals: elites first, best first, then breeders.
     """
-    if not 0.0 <= elites <= 1.0:
-        raise ValueError(f"elites must be in [0, 1], got {elites!r}")
+    elites = check_elites(elites)
     if weighting not in ("fitness", "rank"):
         raise ValueError(f"weighting must be 'fitness' or 'rank', got {weighting!r}")
     ranked = sorted(individuals, key=attrgetter(fit_attr), reverse=True)
-    n_elite = min(k, round(elites * len(ranked)))
+    n_elite = min(k, elites, len(ranked))
     if weighting == "rank":
         weights = [float(len(ranked) - i) for i in range(len(ranked))]
     else:

@@ -286,8 +286,16 @@ class FloatRange:
     def sample(self, rng: Rng | None = None) -> float:
         r = _rng(rng)
         if self.log:
-            return math.exp(r.uniform(math.log(self.low), math.log(self.high)))
+            return self.snap(math.exp(r.uniform(math.log(self.low), math.log(self.high))))
+        if math.isinf(self.high - self.low):  # a range wider than the largest float
+            return self.snap(self._from_unit(r.random()))
         return r.uniform(self.low, self.high)
+
+    def _from_unit(self, u: float) -> float:
+        """The point a fraction ``u`` of the way from ``low`` to ``high``, computed in halves so
+        that a range wider than the largest float (``FloatRange(-1e308, 1e308)``) never
+        overflows to inf (or NaN)."""
+        return 2.0 * (0.5 * self.low + u * (0.5 * self.high - 0.5 * self.low))
 
     def resample(self, value: float, rng: Rng | None = None) -> float:
         """A fresh random value (different from ``value`` with probability 1)."""
@@ -304,6 +312,13 @@ class FloatRange:
         _check_sigma(sigma)
         scale = math.log if self.log else float
         lo, hi = scale(self.low), scale(self.high)
+        if not self.log and not math.isfinite(8.0 * sigma * (hi - lo) + 2.0 * max(abs(lo), abs(hi))):
+            # bounds or steps near the largest float: step in units of the range's width, so
+            # no intermediate value overflows (inf - inf would write NaN into the genome)
+            half = 0.5 * hi - 0.5 * lo
+            u = (0.5 * self.snap(value) - 0.5 * lo) / half + _rng(rng).gauss(0.0, sigma)
+            u = -u if u < 0.0 else 2.0 - u if u > 1.0 else u
+            return self.snap(self._from_unit(min(max(u, 0.0), 1.0)))
         x = scale(self.snap(value)) + _rng(rng).gauss(0.0, sigma * (hi - lo))
         x = 2 * lo - x if x < lo else 2 * hi - x if x > hi else x
         return self.snap(math.exp(x) if self.log else x)

@@ -3,22 +3,31 @@
 All weights of a model become one float32 vector (:mod:`~deapnn.weights.codec`), individuals are
 ``creator.WeightVector`` numpy arrays (:mod:`~deapnn.weights.types`), varied by vectorised DEAP-style
 operators (:mod:`~deapnn.weights.operators`, :func:`make_weight_toolbox`), evaluated a population at
-a time (:mod:`~deapnn.weights.batched`) or evolved by evolution strategies
-(:mod:`~deapnn.weights.strategies`). Importing this package does not import TensorFlow.
+a time or evolved by evolution strategies (:mod:`~deapnn.weights.strategies`). Importing this
+package does not import TensorFlow.
+
+One module, one job:
+
+* :mod:`~deapnn.weights.spec` -- :class:`NetworkSpec` and the layer specs (plain data);
+* :mod:`~deapnn.weights.graph` -- the batched TensorFlow computation of a spec (lazy import);
+* :mod:`~deapnn.weights.buffers` -- aligned weight blocks TensorFlow reads without a copy;
+* :mod:`~deapnn.weights.evaluator` -- :class:`BatchedEvaluator`, the population evaluator that
+  the parallel backends' maps (:mod:`deapnn.parallel`) advance and chunk;
+* :mod:`~deapnn.weights.codec`, :mod:`~deapnn.weights.types`, :mod:`~deapnn.weights.operators`,
+  :mod:`~deapnn.weights.toolbox`, :mod:`~deapnn.weights.strategies`.
 """
 
-from deapnn.weights.batched import (
-    BatchedEvaluator,
-    BatchedMap,
+from deapnn.weights.codec import WeightCodec, WeightLayout
+from deapnn.weights.evaluator import BatchedEvaluator, evaluate_chunk
+from deapnn.weights.spec import (
     Conv2DSpec,
     DenseSpec,
     FlattenSpec,
     NetworkSpec,
     PoolSpec,
     ReshapeSpec,
-    evaluate_chunk,
+    UnsupportedModel,
 )
-from deapnn.weights.codec import WeightCodec, WeightLayout
 from deapnn.weights.operators import (
     cx_average,
     cx_blend,
@@ -33,13 +42,13 @@ from deapnn.weights.types import WeightArray, WeightVector, as_matrix, hall_of_f
 
 __all__ = [
     "BatchedEvaluator",
-    "BatchedMap",
     "Conv2DSpec",
     "DenseSpec",
     "FlattenSpec",
     "NetworkSpec",
     "PoolSpec",
     "ReshapeSpec",
+    "UnsupportedModel",
     "evaluate_chunk",
     "WeightCodec",
     "WeightLayout",

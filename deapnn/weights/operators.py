@@ -5,16 +5,21 @@ DEAP's own ``cxBlend``, ``cxUniform`` and ``mutGaussian`` loop over genes in Pyt
 individuals (DEAP's "Inheriting from Numpy" pitfall). The operators here have the same signatures and
 semantics (individuals first, knobs after, modified in place, tuple returned) but work on whole
 arrays with numpy, and crossovers always copy before they overwrite. Randomness comes from the
-``rng`` argument (a ``numpy.random.Generator``), defaulting to :func:`deapnn.core.seeding.get_rng`.
+``rng`` argument (a ``numpy.random.Generator``); ``rng=None`` means
+:func:`deapnn.core.seeding.get_rng` at call time (so :func:`deapnn.seed` reaches every operator).
+Probabilities (``indpb``) outside [0, 1] or NaN, and steps (``sigma``) that are not finite and
+positive, raise ValueError naming the value (:mod:`deapnn.core.options`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy
 
 from deapnn.core import seeding
+from deapnn.core.options import check_elites, check_probability, check_sigma, sel_elitist
 
 __all__ = [
     "cx_average",
@@ -75,8 +80,9 @@ def cx_blend(
     Returns:
         ``(ind1, ind2)``.
     """
-    if alpha < 0:
-        raise ValueError(f"cx_blend: alpha must be >= 0, got {alpha!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, numpy.number)) \
+            or not (math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"cx_blend: alpha must be a finite number >= 0, got {alpha!r}")
     _check_pair(ind1, ind2)
     x1 = numpy.array(ind1, dtype=numpy.float32)
     x2 = numpy.asarray(ind2)
@@ -103,8 +109,7 @@ def cx_uniform(
     Returns:
         ``(ind1, ind2)``.
     """
-    if not 0.0 <= indpb <= 1.0:
-        raise ValueError(f"cx_uniform: indpb must be in [0, 1], got {indpb!r}")
+    check_probability("cx_uniform: indpb", indpb)
     _check_pair(ind1, ind2)
     mask = _rng(rng).random(ind1.shape) < indpb
     tmp = ind1[mask]  # boolean indexing copies
@@ -155,15 +160,22 @@ def mut_gaussian(
     Args:
         individual: Weight vector, modified in place.
         mu: Mean of the perturbation.
-        sigma: Standard deviation, a scalar or an array of the individual's shape.
-        indpb: Probability of perturbing each weight.
+        sigma: Standard deviation, a finite scalar > 0 or an array of the individual's shape
+            (finite, >= 0, zeros freeze their weights).
+        indpb: Probability of perturbing each weight, in [0, 1].
         rng: Source of the mask and the noise; default :func:`deapnn.core.seeding.get_rng`.
 
     Returns:
         ``(individual,)``.
+
+    Raises:
+        ValueError: Naming a NaN/out-of-range ``indpb``, a non-finite or non-positive ``sigma``
+            or a non-finite ``mu``.
     """
-    if not 0.0 <= indpb <= 1.0:
-        raise ValueError(f"mut_gaussian: indpb must be in [0, 1], got {indpb!r}")
+    check_probability("mut_gaussian: indpb", indpb)
+    check_sigma("mut_gaussian: sigma", sigma)
+    if isinstance(mu, bool) or not isinstance(mu, (int, float, numpy.number)) or not math.isfinite(mu):
+        raise ValueError(f"mut_gaussian: mu must be a finite number, got {mu!r}")
     rng = _rng(rng)
     sig = numpy.asarray(sigma, dtype=numpy.float32)
     if sig.ndim and sig.shape != individual.shape:
@@ -207,7 +219,5 @@ def sel_elitist_tournament(
     """
     from deap import tools
 
-    if not 0 <= elites <= k:
-        raise ValueError(f"sel_elitist_tournament: elites must be in [0, k={k}], got {elites!r}")
-    best = tools.selBest(individuals, elites, fit_attr=fit_attr)
-    return best + tools.selTournament(individuals, k - elites, tournsize, fit_attr=fit_attr)
+    check_elites(elites, "sel_elitist_tournament: elites")
+    return sel_elitist(individuals, k, tools.selTournament, elites, tournsize=tournsize, fit_attr=fit_attr)

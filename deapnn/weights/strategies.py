@@ -7,8 +7,14 @@ Register them like DEAP's ``cma.Strategy`` and drive them with ``algorithms.eaGe
     toolbox.register("update", strategy.update)
     algorithms.eaGenerateUpdate(toolbox, ngen=100)
 
-Both classes are plain numpy (no TensorFlow) and pickle with their state. Their randomness comes
-from the ``rng`` argument (a ``numpy.random.Generator``), default :func:`deapnn.core.seeding.get_rng`.
+or with :func:`deapnn.evolve` (``algorithm="generate_update"``), which checkpoints them through
+``state()`` / ``load_state()`` so an interrupted run resumes exactly.
+
+Both classes are plain numpy (no TensorFlow) and pickle with their state; OpenAI-ES takes its steps
+with the shared :class:`deapnn.core.optim.Adam`. Constructors reject NaN, infinite or out-of-range
+values (sigma, learning rates, decays) with a message naming the value. Their randomness comes
+from the ``rng`` argument (a ``numpy.random.Generator``), default :func:`deapnn.core.seeding.get_rng`
+looked up at each call (so :func:`deapnn.seed` applies to strategies built before it).
 Fitness is read as ``ind.fitness.wvalues[0]`` (so minimising types work too); only ranks are used,
 so a failed evaluation (``-inf``) simply ranks last.
 """
@@ -21,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy
 
 from deapnn.core import seeding
+from deapnn.core.optim import Adam, check_positive, check_unit_interval
 
 __all__ = ["OpenAIES", "SNES", "centered_ranks", "nes_utilities"]
 
@@ -48,6 +55,46 @@ def nes_utilities(n: int) -> numpy.ndarray:
     normalised to sum 1, minus ``1/n``."""
     raw = numpy.maximum(0.0, math.log(n / 2 + 1) - numpy.log(numpy.arange(1, n + 1)))
     return (raw / raw.sum() - 1.0 / n).astype(numpy.float32)
+
+
+def _check_centroid(owner: str, centroid: Any) -> numpy.ndarray:
+    try:
+        arr = numpy.array(centroid, dtype=numpy.float32).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{owner}: centroid must be an array of numbers, got {centroid!r}") from exc
+    if arr.size == 0:
+        raise ValueError(f"{owner}: centroid must not be empty")
+    if not numpy.isfinite(arr).all():
+        bad = int(numpy.flatnonzero(~numpy.isfinite(arr))[0])
+        raise ValueError(f"{owner}: centroid must be finite, got {float(arr[bad])!r} at index {bad}")
+    return arr
+
+
+def _check_lambda(owner: str, lambda_: Any, even: bool = False) -> int:
+    if isinstance(lambda_, bool) or not isinstance(lambda_, (int, numpy.integer)):
+        raise TypeError(f"{owner}: lambda_ must be an int, got {lambda_!r}")
+    if lambda_ < 2 or (even and lambda_ % 2):
+        raise ValueError(f"{owner}: lambda_ must be >= 2{' and even (antithetic)' if even else ''}, got {lambda_!r}")
+    return int(lambda_)
+
+
+def _check_rng(owner: str, rng: Any) -> numpy.random.Generator | None:
+    if rng is not None and not isinstance(rng, numpy.random.Generator):
+        raise TypeError(f"{owner}: rng must be a numpy.random.Generator or None, got {rng!r}")
+    return rng
+
+
+def _rng_state(rng: numpy.random.Generator | None) -> dict[str, Any] | None:
+    """The state of a strategy's own generator (None for the shared one, which
+    :func:`deapnn.core.seeding.get_state` saves)."""
+    return None if rng is None else rng.bit_generator.state
+
+
+def _load_rng_state(rng: numpy.random.Generator | None, state: dict[str, Any] | None) -> None:
+    if (rng is None) != (state is None):
+        raise ValueError("load_state: the saved state and this strategy disagree on having their own rng")
+    if rng is not None:
+        rng.bit_generator.state = state
 
 
 def _fitness_values(population: Sequence[Any]) -> numpy.ndarray:
@@ -103,32 +150,41 @@ class OpenAIES:
         sigma_limit: float = 0.0,
         rng: numpy.random.Generator | None = None,
     ):
-        if sigma <= 0:
-            raise ValueError(f"OpenAIES: sigma must be > 0, got {sigma!r}")
-        if lambda_ < 2 or (antithetic and lambda_ % 2):
-            raise ValueError(
-                f"OpenAIES: lambda_ must be >= 2{' and even (antithetic)' if antithetic else ''}, "
-                f"got {lambda_!r}"
-            )
-        if learning_rate <= 0:
-            raise ValueError(f"OpenAIES: learning_rate must be > 0, got {learning_rate!r}")
-        self.centroid = numpy.array(centroid, dtype=numpy.float32).reshape(-1)
+        self.centroid = _check_centroid("OpenAIES", centroid)
         self.dim = self.centroid.shape[0]
-        self.sigma = float(sigma)
-        self.lambda_ = int(lambda_)
-        self.learning_rate = float(learning_rate)
-        self.weight_decay = float(weight_decay)
-        self.antithetic = antithetic
-        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+        self.sigma = check_positive("OpenAIES", "sigma", sigma)
+        self.lambda_ = _check_lambda("OpenAIES", lambda_, even=antithetic)
+        self.weight_decay = check_positive("OpenAIES", "weight_decay", weight_decay, allow_zero=True)
+        self.antithetic = bool(antithetic)
         for name, value in (("learning_rate_decay", learning_rate_decay), ("sigma_decay", sigma_decay)):
-            if not 0 < value <= 1:
+            if not check_positive("OpenAIES", name, value) <= 1:
                 raise ValueError(f"OpenAIES: {name} must be in (0, 1], got {value!r}")
-        self.learning_rate_decay, self.learning_rate_limit = learning_rate_decay, learning_rate_limit
-        self.sigma_decay, self.sigma_limit = sigma_decay, sigma_limit
-        self.rng = rng
-        self.m = numpy.zeros(self.dim, numpy.float32)
-        self.v = numpy.zeros(self.dim, numpy.float32)
+        self.learning_rate_decay, self.sigma_decay = float(learning_rate_decay), float(sigma_decay)
+        self.learning_rate_limit = check_positive("OpenAIES", "learning_rate_limit", learning_rate_limit, True)
+        self.sigma_limit = check_positive("OpenAIES", "sigma_limit", sigma_limit, allow_zero=True)
+        self.optimizer = Adam(
+            check_positive("OpenAIES", "learning_rate", learning_rate),
+            check_unit_interval("OpenAIES", "beta1", beta1),
+            check_unit_interval("OpenAIES", "beta2", beta2),
+            check_positive("OpenAIES", "epsilon", epsilon),
+        )
+        self.rng = _check_rng("OpenAIES", rng)
         self.generation = 0
+
+    @property
+    def learning_rate(self) -> float:
+        """The Adam step size (decayed after each update)."""
+        return self.optimizer.learning_rate
+
+    @property
+    def m(self) -> numpy.ndarray:
+        """Adam's first moment of the gradient (zeros before the first update)."""
+        return self.optimizer.m[0] if self.optimizer.m else numpy.zeros(self.dim, numpy.float32)
+
+    @property
+    def v(self) -> numpy.ndarray:
+        """Adam's second moment of the gradient (zeros before the first update)."""
+        return self.optimizer.v[0] if self.optimizer.v else numpy.zeros(self.dim, numpy.float32)
 
     def generate(self, ind_init: Callable[[numpy.ndarray], Any]) -> list[Any]:
         """Sample ``lambda_`` individuals around the mean.
@@ -162,16 +218,29 @@ class OpenAIES:
         grad = shaped @ noise / numpy.float32(len(population) * self.sigma)
         grad -= numpy.float32(self.weight_decay) * self.centroid
         self.generation += 1
-        t = self.generation
-        self.m = self.beta1 * self.m + (1 - self.beta1) * grad
-        self.v = self.beta2 * self.v + (1 - self.beta2) * grad * grad
-        step = self.learning_rate * math.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
-        self.centroid = (
-            self.centroid + numpy.float32(step) * self.m / (numpy.sqrt(self.v) + self.epsilon)
-        ).astype(numpy.float32)
-        self.learning_rate = max(self.learning_rate * self.learning_rate_decay,
-                                 self.learning_rate_limit)
+        (self.centroid,) = self.optimizer.step([self.centroid], [grad])
+        self.optimizer.learning_rate = max(self.learning_rate * self.learning_rate_decay,
+                                           self.learning_rate_limit)
         self.sigma = max(self.sigma * self.sigma_decay, self.sigma_limit)
+
+    def state(self) -> dict[str, Any]:
+        """Everything that changes during a run (mean, sigma, Adam, generation and the
+        strategy's own ``rng`` if it has one), for a checkpoint."""
+        return {
+            "centroid": self.centroid.copy(),
+            "sigma": self.sigma,
+            "generation": self.generation,
+            "optimizer": self.optimizer.state(),
+            "rng": _rng_state(self.rng),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned, in place."""
+        self.centroid = numpy.array(state["centroid"], dtype=numpy.float32)
+        self.sigma = float(state["sigma"])
+        self.generation = int(state["generation"])
+        self.optimizer.load_state(state["optimizer"])
+        _load_rng_state(self.rng, state["rng"])
 
 
 class SNES:
@@ -202,20 +271,27 @@ class SNES:
         eta_sigma: float | None = None,
         rng: numpy.random.Generator | None = None,
     ):
-        self.centroid = numpy.array(centroid, dtype=numpy.float32).reshape(-1)
+        self.centroid = _check_centroid("SNES", centroid)
         self.dim = n = self.centroid.shape[0]
-        sig = numpy.asarray(sigma, dtype=numpy.float32)
-        if numpy.any(sig <= 0):
-            raise ValueError(f"SNES: sigma must be > 0, got {sigma!r}")
-        self.sigma = numpy.broadcast_to(sig, (n,)).astype(numpy.float32).copy()
-        self.lambda_ = int(lambda_) if lambda_ is not None else 4 + int(3 * math.log(n))
-        if self.lambda_ < 2:
-            raise ValueError(f"SNES: lambda_ must be >= 2, got {lambda_!r}")
-        self.eta_mu = float(eta_mu)
+        try:
+            sig = numpy.asarray(sigma, dtype=numpy.float64)
+            sig = numpy.broadcast_to(sig, (n,))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"SNES: sigma must be a number or an array of {n} numbers, got {sigma!r}") from exc
+        bad = ~(numpy.isfinite(sig) & (sig > 0))
+        if bad.any():
+            raise ValueError(f"SNES: sigma must be finite and > 0, got {float(sig[bad][0])!r}"
+                             + (f" at index {int(numpy.flatnonzero(bad)[0])}" if numpy.ndim(sigma) else ""))
+        self.sigma = sig.astype(numpy.float32)
+        if lambda_ is None:
+            lambda_ = 4 + int(3 * math.log(n))
+        self.lambda_ = _check_lambda("SNES", lambda_)
+        self.eta_mu = check_positive("SNES", "eta_mu", eta_mu)
         self.eta_sigma = (
-            float(eta_sigma) if eta_sigma is not None else (3 + math.log(n)) / (5 * math.sqrt(n))
+            check_positive("SNES", "eta_sigma", eta_sigma) if eta_sigma is not None
+            else (3 + math.log(n)) / (5 * math.sqrt(n))
         )
-        self.rng = rng
+        self.rng = _check_rng("SNES", rng)
         self.generation = 0
 
     def generate(self, ind_init: Callable[[numpy.ndarray], Any]) -> list[Any]:
@@ -242,3 +318,16 @@ class SNES:
             self.sigma * numpy.exp(self.eta_sigma / 2 * (u @ (s * s - 1)))
         ).astype(numpy.float32)
         self.generation += 1
+
+    def state(self) -> dict[str, Any]:
+        """Mean, standard deviations, generation and the strategy's own ``rng`` state, for a
+        checkpoint."""
+        return {"centroid": self.centroid.copy(), "sigma": self.sigma.copy(), "generation": self.generation,
+                "rng": _rng_state(self.rng)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned, in place."""
+        self.centroid = numpy.array(state["centroid"], dtype=numpy.float32)
+        self.sigma = numpy.array(state["sigma"], dtype=numpy.float32)
+        self.generation = int(state["generation"])
+        _load_rng_state(self.rng, state["rng"])

@@ -1,28 +1,50 @@
 """Toolbox factory for weight-vector evolution: ``make_weight_toolbox``.
 
 The factory returns an ordinary ``deap.base.Toolbox`` (re-register anything you like) with
-``individual``, ``population``, ``mate``, ``mutate``, ``select`` and, when given, ``evaluate``
-and ``map``. With a :class:`~deapnn.weights.batched.BatchedEvaluator` as ``evaluate`` the map is a
-:class:`~deapnn.weights.batched.BatchedMap`, so ``algorithms.eaSimple`` evaluates each generation
-in one vectorised computation.
+``individual``, ``population``, ``mate``, ``mutate``, ``select``, ``map`` and, when given,
+``evaluate``. It takes operator options the way :func:`deapnn.hparams.make_toolbox` does
+(:mod:`deapnn.core.options`): ``mate=``/``mutate=``/``select=`` by name (:data:`MATE`,
+:data:`MUTATE`, :data:`SELECT`) or function, ``*_kwargs`` knobs, ``elites=`` a count. With a
+population evaluator (:class:`~deapnn.weights.evaluator.BatchedEvaluator`) as ``evaluate`` the
+map is the serial backend's (:class:`deapnn.parallel.SerialMap`), which evaluates each
+generation in one vectorised call; :func:`deapnn.parallel.register_backend` swaps in processes or
+SCOOP.
 """
 
 from __future__ import annotations
 
 import builtins
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy
 from deap import base, creator, tools
 
 from deapnn.core import seeding
+from deapnn.core.options import check_sigma, register_operators, takes
 from deapnn.weights import operators
 from deapnn.weights.codec import WeightLayout
 
-__all__ = ["make_weight_toolbox", "init_normal", "init_uniform", "layout_of", "INITS", "MATES"]
+__all__ = ["make_weight_toolbox", "init_normal", "init_uniform", "layout_of", "INITS", "MATE",
+           "MUTATE", "SELECT"]
 
 INITS = ("glorot", "he", "uniform")
-MATES = ("average", "blend", "uniform", "two_point")
+
+#: Named operators and their default knobs (numpy-vectorised; ``rng`` is filled in).
+MATE: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+    "average": (operators.cx_average, {}),
+    "blend": (operators.cx_blend, {"alpha": 0.5}),
+    "uniform": (operators.cx_uniform, {"indpb": 0.5}),
+    "two_point": (operators.cx_two_point, {}),
+}
+MUTATE: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+    "gaussian": (operators.mut_gaussian, {"mu": 0.0, "sigma": 0.1, "indpb": 1.0}),
+}
+SELECT: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+    "tournament": (tools.selTournament, {"tournsize": 3}),
+    "elitist_tournament": (operators.sel_elitist_tournament, {"tournsize": 3}),
+    "best": (tools.selBest, {}),
+}
+MATES = tuple(MATE)  # the names, as older code read them
 
 
 def init_normal(ind_init: Callable[[numpy.ndarray], Any], std: numpy.ndarray,
@@ -78,19 +100,23 @@ def make_weight_toolbox(
     weight_type: type | None = None,
     init: str = "glorot",
     init_range: tuple[float, float] = (-1.0, 1.0),
-    mate: str = "blend",
-    alpha: float = 0.5,
-    cx_indpb: float = 0.5,
-    sigma: float = 0.1,
-    indpb: float = 1.0,
+    mate: str | Callable[..., Any] = "blend",
+    mutate: str | Callable[..., Any] = "gaussian",
+    select: str | Callable[..., Any] = "tournament",
+    mate_kwargs: Mapping[str, Any] | None = None,
+    mutate_kwargs: Mapping[str, Any] | None = None,
+    select_kwargs: Mapping[str, Any] | None = None,
+    elites: int | None = None,
+    sigma: float | None = None,
     per_layer: bool = False,
-    select: str = "tournament",
-    tournsize: int = 3,
-    elites: int = 0,
     map: Callable | None = None,
     rng: numpy.random.Generator | None = None,
 ) -> base.Toolbox:
     """Register weight-vector operators on a new ``deap.base.Toolbox``.
+
+    Randomness: initialisation and the numpy-vectorised operators draw from ``rng``;
+    ``rng=None`` means :func:`deapnn.core.seeding.get_rng` at call time. DEAP's selections draw
+    from Python's ``random`` (seed both with :func:`deapnn.seed`).
 
     Args:
         model: What fixes the vector layout: a :class:`WeightLayout`, a ``NetworkSpec``, a
@@ -100,37 +126,55 @@ def make_weight_toolbox(
         init: ``"glorot"`` / ``"he"`` (normal, per-layer scaled, zero biases) or ``"uniform"``
             (``U[init_range]``, seed 004).
         init_range: Bounds of the uniform initialisation.
-        mate: ``"average"`` (seed 004's blend, both children the mean), ``"blend"`` (DEAP's
-            ``cxBlend`` with ``alpha``), ``"uniform"`` (swap with ``cx_indpb``) or
-            ``"two_point"``.
-        alpha: ``cxBlend``'s alpha.
-        cx_indpb: Swap probability of uniform crossover.
-        sigma: Gaussian mutation step; with ``per_layer`` it multiplies each layer's Glorot
+        mate, mutate, select: A name from :data:`MATE` (``"average"``: seed 004's blend, both
+            children the mean; ``"blend"``: DEAP's ``cxBlend``, knob ``alpha``; ``"uniform"``:
+            swap with probability ``indpb``; ``"two_point"``), :data:`MUTATE` (``"gaussian"``,
+            knobs ``mu``, ``sigma``, ``indpb``) and :data:`SELECT` (``"tournament"``,
+            ``"elitist_tournament"``, ``"best"``), or any function with DEAP's signature.
+        mate_kwargs, mutate_kwargs, select_kwargs: Knobs overriding the defaults. A knob the
+            operator does not take is a TypeError; a probability (``indpb``) outside [0, 1] or
+            NaN, or a ``sigma`` that is not finite and > 0, is a ValueError naming it.
+        elites: A count (an int >= 0) of best individuals every selection keeps: passed to a
+            selection with an ``elites`` knob (``"elitist_tournament"``), else the selection is
+            wrapped in :func:`deapnn.core.options.sel_elitist`. ``None`` keeps the selection's
+            own default. The same meaning as in :func:`deapnn.hparams.make_toolbox`.
+        sigma: Shorthand for ``mutate_kwargs={"sigma": sigma}`` (the README's spelling).
+        per_layer: Scale the mutation step per layer: ``sigma`` multiplies each layer's Glorot
             standard deviation (so ``sigma=0.1`` moves every layer by ~10% of its scale).
-        indpb: Probability of mutating each weight.
-        per_layer: Scale the mutation step per layer (see ``sigma``).
-        select: ``"tournament"`` (DEAP's ``selTournament``) or ``"elitist_tournament"``
-            (``elites`` best plus tournaments).
-        tournsize: Tournament size.
-        elites: Elites of ``"elitist_tournament"``.
-        map: ``map`` to register; default a ``BatchedMap`` when ``evaluate`` is a
-            ``BatchedEvaluator``, else the builtin ``map``.
-        rng: numpy Generator of the initialisation and variation; default (``None``) uses
-            :func:`deapnn.core.seeding.get_rng` at call time.
+        map: ``map`` to register; default, for a population evaluator (``evaluate_population``,
+            e.g. ``BatchedEvaluator``), the serial backend's map (``deapnn.parallel.SerialMap()``),
+            which advances it to its next minibatch and evaluates the whole generation in one
+            call; for any other ``evaluate``, the builtin ``map``.
+        rng: numpy Generator of the initialisation and of the operators that take ``rng``;
+            default (``None``): :func:`deapnn.core.seeding.get_rng` at call time.
 
     Returns:
         The toolbox, with the layout as ``toolbox.layout``.
+
+    Raises:
+        ValueError: For an unknown ``init`` or operator name, or a knob out of range.
+        TypeError: For a knob an operator does not take, ``elites`` that is not an int, or
+            ``sigma`` given both as ``sigma=`` and in ``mutate_kwargs``.
     """
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    if mate not in MATES:
-        raise ValueError(f"mate must be one of {MATES}, got {mate!r}")
-    if select not in ("tournament", "elitist_tournament"):
-        raise ValueError(f"select must be 'tournament' or 'elitist_tournament', got {select!r}")
-    if sigma < 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma!r}")
+    if sigma is not None:
+        if "sigma" in (mutate_kwargs or {}):
+            raise TypeError("sigma given twice: as sigma= and in mutate_kwargs; give it once")
+        mutate_kwargs = {**(mutate_kwargs or {}), "sigma": sigma}
     layout = layout_of(model)
     ind_cls = weight_type if weight_type is not None else creator.WeightVector
+
+    def prepare(role: str, func: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if rng is not None and "rng" not in kwargs and takes(func, "rng"):
+            kwargs["rng"] = rng
+        if role == "mutate" and per_layer:
+            if "sigma" not in kwargs:
+                raise TypeError(f"per_layer=True scales the mutation's sigma, and {mutate!r} takes none")
+            step = check_sigma("mutate sigma", kwargs["sigma"])
+            kwargs["sigma"] = layout.init_std("glorot", biases=True) * numpy.float32(step)
+        return kwargs
+
     tb = base.Toolbox()
     tb.layout = layout
     if init == "uniform":
@@ -138,25 +182,16 @@ def make_weight_toolbox(
     else:
         tb.register("individual", init_normal, ind_cls, layout.init_std(init), rng=rng)
     tb.register("population", tools.initRepeat, list, tb.individual)
-    if mate == "average":
-        tb.register("mate", operators.cx_average)
-    elif mate == "blend":
-        tb.register("mate", operators.cx_blend, alpha=alpha, rng=rng)
-    elif mate == "uniform":
-        tb.register("mate", operators.cx_uniform, indpb=cx_indpb, rng=rng)
-    else:
-        tb.register("mate", operators.cx_two_point, rng=rng)
-    step = layout.init_std("glorot", biases=True) * numpy.float32(sigma) if per_layer else sigma
-    tb.register("mutate", operators.mut_gaussian, mu=0.0, sigma=step, indpb=indpb, rng=rng)
-    if select == "tournament":
-        tb.register("select", tools.selTournament, tournsize=tournsize)
-    else:
-        tb.register("select", operators.sel_elitist_tournament, tournsize=tournsize, elites=elites)
+    register_operators(tb, {"mate": MATE, "mutate": MUTATE, "select": SELECT},
+                       mate=mate, mutate=mutate, select=select, mate_kwargs=mate_kwargs,
+                       mutate_kwargs=mutate_kwargs, select_kwargs=select_kwargs, elites=elites,
+                       prepare=prepare)
     if evaluate is not None:
         tb.register("evaluate", evaluate)
     if map is None:
-        from deapnn.weights.batched import BatchedEvaluator, BatchedMap
+        from deapnn.parallel import SerialMap
+        from deapnn.parallel.worker import is_batched
 
-        map = BatchedMap() if isinstance(evaluate, BatchedEvaluator) else builtins.map
+        map = SerialMap() if evaluate is not None and is_batched(evaluate) else builtins.map
     tb.register("map", map)
     return tb
