@@ -397,17 +397,14 @@ class EvoNASAgent(EvolutionAgent, _Learner):
     def __init__(
         self,
         space: SearchSpace,
-        population_size: int = 50,
-        sample_size: int = 10,
-        p_mutate: float | None = None,
-        lambda_: int = 10,
+        *evolution: Any,
         training: str = "pqt",
         queue_size: int = 10,
         learning_rate: float = 0.05,
         entropy: float = 0.0,
-        rng: np.random.Generator | None = None,
+        **evolution_kwargs: Any,
     ) -> None:
-        super().__init__(space, population_size, sample_size, p_mutate, lambda_, rng)
+        super().__init__(space, *evolution, **evolution_kwargs)
         self._init_learner(training, queue_size, learning_rate, entropy)
 
     def _propose(self, i: int, previous: int | None, old: int) -> int:

@@ -434,10 +434,13 @@ class SearchSpace:
         return tuple(self._genes.values())
 
     def __getitem__(self, name: str) -> Gene:
-        try:
-            return self._genes[name]
-        except KeyError:
-            raise KeyError(f"no gene named {name!r}; genes are {list(self._genes)}") from None
+        return self._genes[self._known(name)]
+
+    def _known(self, name: str) -> str:
+        """``name`` if the space has that gene, else a KeyError listing the genes."""
+        if name not in self._genes:
+            raise KeyError(f"no gene named {name!r}; genes are {list(self._genes)}")
+        return name
 
     def __contains__(self, name: object) -> bool:
         return name in self._genes
@@ -453,10 +456,7 @@ class SearchSpace:
 
     def index(self, name: str) -> int:
         """Position of gene ``name`` in a genome."""
-        try:
-            return self._index[name]
-        except KeyError:
-            raise KeyError(f"no gene named {name!r}; genes are {list(self._genes)}") from None
+        return self._index[self._known(name)]
 
     def __eq__(self, other: object) -> bool:
         return (
