@@ -83,7 +83,7 @@ def weight_setup(args: argparse.Namespace):
 
 def time_workloads(backend: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
     """Time every workload on one backend/worker count, in this process (the master)."""
-    from deapnn.keras.training import KerasEvaluator
+    from deapnn.keras import KerasEvaluator
 
     out: dict[str, Any] = {}
     kwargs = {} if backend == "serial" else {"workers": workers}

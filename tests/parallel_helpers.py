@@ -7,8 +7,10 @@ plain data (values and fitnesses) so a run in another process can be compared wi
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -30,9 +32,9 @@ class ToyEvaluator:
     failure_fitness = (-1.0,)
 
     def __init__(self, marker: str = "", raise_on: int = -1, kill_on: int = -1,
-                 kill_once_on: int = -1, hang_on: int = -1) -> None:
+                 kill_once_on: int = -1, hang_on: int = -1, kill_times: int = 0) -> None:
         self.marker, self.raise_on, self.kill_on = marker, raise_on, kill_on
-        self.kill_once_on, self.hang_on = kill_once_on, hang_on
+        self.kill_once_on, self.hang_on, self.kill_times = kill_once_on, hang_on, kill_times
 
     def __call__(self, genome: Any) -> tuple[float]:
         a, b = genome[0], genome[1]
@@ -45,7 +47,45 @@ class ToyEvaluator:
             os.kill(os.getpid(), signal.SIGKILL)
         if a == self.hang_on:
             time.sleep(3600)
+        if self.kill_times:  # SIGKILL the worker the first kill_times times (a transient fault)
+            deaths = os.path.getsize(self.marker) if os.path.exists(self.marker) else 0
+            if deaths < self.kill_times:
+                with open(self.marker, "a") as f:
+                    f.write("x")
+                os.kill(os.getpid(), signal.SIGKILL)
         return (float(a + 10 * b),)
+
+
+class Unpicklable(ToyEvaluator):
+    """A ToyEvaluator holding a lock: it cannot be pickled, so it cannot go to a worker."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+
+def _import_missing_plugin() -> Any:
+    return importlib.import_module("deapnn_missing_plugin")
+
+
+class NeedsMissingModule(ToyEvaluator):
+    """Pickles fine, but unpickling it imports a module no worker has (as a plugin only the
+    master's path holds would)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_import_missing_plugin, ())
+
+
+def digits_evaluator(**kwargs: Any) -> Any:
+    """A KerasEvaluator on digits (loaded lazily, in the worker) with ``kwargs``."""
+    from deapnn.keras.evaluator import KerasEvaluator
+
+    return KerasEvaluator(functools.partial(_digits), **kwargs)
+
+
+def two_argument_builder(genome: Any, input_shape: Any) -> Any:
+    """A builder written for another library: no ``n_classes``."""
+    raise AssertionError("never called: the evaluator refuses it")
 
 
 def where(_: Any) -> tuple[int, str]:
@@ -122,10 +162,12 @@ class SlowEvaluator:
 
     failure_fitness = (-1.0,)
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self, seconds: float, started: str = "") -> None:
+        self.seconds, self.started = seconds, started
 
     def __call__(self, x: float) -> tuple[float]:
+        if self.started:  # say which process started evaluating (a file named by its pid)
+            open(os.path.join(self.started, str(os.getpid())), "w").close()
         time.sleep(self.seconds)
         return (float(x),)
 

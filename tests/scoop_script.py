@@ -1,6 +1,7 @@
 """Run by tests/test_parallel.py under ``python -m scoop``: the same runs as the serial ones.
 
 Usage: python -m scoop -n 2 tests/scoop_script.py OUT.json [hyper] [weights] [toy] [where] [const]
+[setup]
 """
 
 import json
@@ -24,6 +25,23 @@ def main(out: str, kinds: list[str]) -> None:
         genomes = [[0, 1], [1, 1], [2, 3]]
         fits = get_map()(parallel_helpers.ToyEvaluator(raise_on=1), genomes)
         result["toy"] = [[list(f), getattr(f, "reason", None)] for f in fits]
+    if "setup" in kinds:  # each setup error: [exception type, message], or the fitnesses
+        from deapnn.core.failures import SetupError
+
+        cases = {
+            "unpicklable": lambda: get_map()(parallel_helpers.Unpicklable(), [[1, 1]]),
+            "missing_module": lambda: get_map()(parallel_helpers.NeedsMissingModule(), [[1, 1]] * 3),
+            "metric": lambda: get_map()(parallel_helpers.digits_evaluator(metric="acuracy"), [{}]),
+            "builder": lambda: parallel_helpers.digits_evaluator(
+                build=parallel_helpers.two_argument_builder),
+            "after": lambda: get_map()(parallel_helpers.ToyEvaluator(), [[1, 1]]),
+        }
+        result["setup"] = {}
+        for name, case in cases.items():
+            try:
+                result["setup"][name] = [list(f) for f in case()]
+            except SetupError as exc:
+                result["setup"][name] = [type(exc).__name__, str(exc)]
     if "hyper" in kinds:
         result["hyper"] = parallel_helpers.hyper_run("auto")
     if "weights" in kinds:

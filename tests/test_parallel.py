@@ -116,11 +116,33 @@ def test_workers_start_with_their_share_of_the_cores(monkeypatch):
     with get_map("processes", workers=2, threads=1) as backend_map:
         assert backend_map(helpers.thread_settings, [0, 1]) == [("1", "1", "1")] * 2
     assert "OMP_NUM_THREADS" not in os.environ        # the master's environment is untouched
+    with get_map("processes", workers=1, threads=1) as backend_map:   # a replaced worker too
+        backend_map.pool.start()
+        victim = backend_map.pool.pids[0]
+        os.kill(victim, signal.SIGKILL)
+        assert backend_map(helpers.thread_settings, [0]) == [("1", "1", "1")]
+        assert victim not in backend_map.pool.pids and backend_map.pool.counts["spawned"] == 2
+    assert "OMP_NUM_THREADS" not in os.environ
 
 
 def test_importing_parallel_does_not_import_tensorflow():
     code = "import sys, deapnn.parallel; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_large_evaluators_travel_through_a_file_written_once(monkeypatch):
+    from deapnn.parallel import pool as pool_module
+
+    monkeypatch.setattr(pool_module, "INLINE_BYTES", 0)   # every evaluator counts as large
+    evaluator = helpers.ToyEvaluator(raise_on=2)
+    with get_map("processes", workers=2) as backend_map:
+        fits = backend_map(evaluator, [toy(a, 1) for a in range(4)])
+        folder = backend_map.pool._state["dir"]
+        assert len(os.listdir(folder)) == 1                # one file for one evaluator
+        assert backend_map(evaluator, [toy(0, 3)]) == [(30.0,)]
+        assert len(os.listdir(folder)) == 1
+    assert fits[0] == (10.0,) and fits[3] == (13.0,) and fits[2].reason.startswith("ValueError")
+    assert not os.path.exists(folder)                      # removed with the pool
 
 
 def test_maps_pickle_without_their_processes():
@@ -186,6 +208,7 @@ def test_pool_survives_crashes_and_kills_stuck_evaluations(tmp_path):
     assert fits[2].reason == "worker process died (killed by SIGKILL) during evaluation, 2 attempt(s)"
     assert fits[4].reason == "timed out after 3 s (worker killed)"
     assert all(fits[i] == (-1.0,) for i in (1, 2, 4))
+    assert [fits[i].kind for i in (1, 2, 4)] == ["genome", "infrastructure", "infrastructure"]
     assert counts["timeouts"] == 1 and counts["deaths"] == 3 and counts["retries"] == 2
 
 
@@ -207,18 +230,30 @@ def test_evolution_completes_with_a_raise_and_a_killed_worker(tmp_path):
     assert backend_map.failures == len(toolbox.cache.failures)
 
 
-def test_external_kill_mid_evaluation_is_retried():
+def test_external_kill_mid_evaluation_is_retried(tmp_path):
     """Kill a busy worker from outside (as the OOM killer would): its task is re-run elsewhere."""
     import threading
 
-    evaluator = helpers.SlowEvaluator(seconds=1.5)
+    killed: list[int] = []
+
+    def kill_the_first_to_start() -> None:
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            started = os.listdir(tmp_path)
+            if started:
+                killed.append(int(started[0]))
+                os.kill(killed[0], signal.SIGKILL)
+            time.sleep(0.01)
+
+    evaluator = helpers.SlowEvaluator(seconds=1.5, started=str(tmp_path))
     with get_map("processes", workers=2) as backend_map:
-        backend_map.pool.start()
-        victim = backend_map.pool.pids[0]
-        threading.Timer(0.5, os.kill, (victim, signal.SIGKILL)).start()
+        killer = threading.Thread(target=kill_the_first_to_start)
+        killer.start()
         fits = backend_map(evaluator, [1, 2])
+        killer.join()
         assert fits == [(1.0,), (2.0,)]
-        assert backend_map.pool.counts["deaths"] == 1 and victim not in backend_map.pool.pids
+        assert backend_map.pool.counts["deaths"] == 1 and backend_map.pool.counts["retries"] == 1
+        assert killed and killed[0] not in backend_map.pool.pids
 
 
 # ------------------------------------------------------------------- equal to serial, both kinds

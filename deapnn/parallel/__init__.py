@@ -12,6 +12,15 @@ package does it in one call, with the worker set-up Keras evaluation needs::
 Nothing here imports TensorFlow; workers import it lazily, inside the
 evaluator, after their thread limits are set.
 
+What goes wrong is sorted on every backend alike: an evaluator raising for one
+individual gives a ``Failure`` fitness (``kind="genome"``); a time limit or a
+worker that died (after ``retries``) gives an infrastructure ``Failure``
+(evaluated again on resume); a setup error -- an evaluator that cannot be
+pickled or unpickled in a worker, or a ``SetupError`` the evaluator raises (an
+unknown metric) -- raises :class:`deapnn.core.failures.SetupError` at once with
+the original message. The ``"processes"`` backend runs on ``pebble``'s
+``ProcessPool`` (see :mod:`deapnn.parallel.pool` for why, with the numbers).
+
 Many hosts with SCOOP: the same script, started with ``python -m scoop``::
 
     python -m scoop --hostfile hosts -n 16 my_run.py

@@ -14,9 +14,18 @@ else ``"processes"`` when more than one worker is asked for, else
 ``"serial"``, so the same script runs with and without SCOOP.
 
 All backends ship the same unit of work, a chunk of individuals evaluated by
-:func:`deapnn.parallel.worker.run_task`, and turn every evaluation that
-produced no fitness (an exception, a time limit, a dead worker) into a
-:class:`~deapnn.core.failures.Failure` that carries the reason. Population
+:func:`deapnn.parallel.worker.run_task`, and sort what goes wrong as
+:mod:`deapnn.core.failures` says:
+
+* the evaluator raised for one individual: a :class:`~deapnn.core.failures.Failure`
+  (``kind="genome"``) carrying the reason;
+* a time limit or a dead worker (after ``retries``): a ``Failure`` with
+  ``kind="infrastructure"``, which a cache does not keep as the genome's answer;
+* a setup error -- an evaluator that cannot be pickled here (nothing is sent) or
+  unpickled in a worker (the worker sends the error back and lives on), or a
+  :class:`~deapnn.core.failures.SetupError` raised by the evaluator (an unknown
+  metric) -- raises :class:`SetupError` at once with the original message, on
+  every backend. The serial backend pickles nothing, so only the last applies to it. Population
 evaluators (``evaluate_population``, e.g. :class:`deapnn.weights.BatchedEvaluator`)
 get one chunk per worker, evaluated in one batched call on the generation's
 minibatch step; other evaluators get one individual per task (dynamic load
@@ -32,6 +41,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import sys
 import time
 import warnings
@@ -42,8 +52,16 @@ import numpy
 
 from deapnn.core.cache import EvaluationCache
 from deapnn.core.failures import Failure, worst_values
-from deapnn.parallel.pool import WorkerPool, pack
-from deapnn.parallel.worker import TaskError, cpu_count, is_batched, run_shipped_task, run_task, unwrap
+from deapnn.parallel.pool import INLINE_BYTES, WorkerPool, pack
+from deapnn.parallel.worker import (
+    TaskError,
+    cpu_count,
+    is_batched,
+    open_results,
+    run_shipped_task,
+    run_task,
+    unwrap,
+)
 
 logger = logging.getLogger("deapnn.parallel")
 
@@ -256,7 +274,7 @@ class BackendMap:
                 f"an evaluation failed ({result.reason}) and no failure fitness is known; "
                 "pass failure=... to the backend"
             )
-        return Failure(tuple(values), result.reason)
+        return Failure(tuple(values), result.reason, result.kind)
 
 
 def evaluator_failure(func: Any) -> tuple[float, ...] | None:
@@ -397,12 +415,11 @@ class ScoopMap(BackendMap):
                 shared.setConst(**{name: blob})
                 _PUBLISHED.add(name)
             shipment = ("const", token, name)
-        return list(futures.map(run_shipped_task, [shipment] * len(chunks), chunks, [step] * len(chunks)))
+        tasks = [pickle.dumps(list(chunk), protocol=pickle.HIGHEST_PROTOCOL) for chunk in chunks]
+        envelopes = futures.map(run_shipped_task, [shipment] * len(chunks), tasks, [step] * len(chunks))
+        return [open_results(envelope, len(chunk)) for envelope, chunk in zip(envelopes, chunks)]
 
 
-#: Functions whose pickle is larger than this (bytes) are published once as
-#: SCOOP shared constants instead of travelling with every SCOOP task.
-INLINE_BYTES = 1 << 20
 _PUBLISHED: set[str] = set()
 
 

@@ -5,7 +5,15 @@ function and a short list of individuals (a chunk). :func:`run_task` evaluates
 a chunk either one individual at a time or, when the function has an
 ``evaluate_population`` method (the weight-vector evaluators), all at once, and
 turns an exception into a :class:`TaskError` carrying the reason, so one bad
-model never takes a worker or the run down with it.
+model never takes a worker or the run down with it. A
+:class:`~deapnn.core.failures.SetupError` is not a model's failure and is
+never turned into one.
+
+The ``"processes"`` and ``"scoop"`` backends run :func:`run_shipped_task` in
+their workers: function and individuals arrive as pickle bytes, and everything
+that goes wrong -- including unpickling them -- comes back as a value that
+:func:`open_results` reads on the master (raising ``SetupError`` for setup
+errors), so a worker never dies of a bad shipment.
 
 The module imports neither TensorFlow nor Keras: evaluators import them lazily
 on their first call, after :func:`configure_threads` has fixed the number of
@@ -22,6 +30,8 @@ import sys
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
+
+from deapnn.core.failures import SetupError
 
 logger = logging.getLogger("deapnn.parallel")
 
@@ -55,9 +65,13 @@ class TaskError:
     Attributes:
         reason: One line saying what went wrong (exception type and message,
             time limit, dead worker).
+        kind: ``"genome"`` (the evaluator raised for this individual) or
+            ``"infrastructure"`` (a time limit or a dead worker: evaluated again
+            on resume); the kind of the :class:`~deapnn.core.failures.Failure`.
     """
 
     reason: str
+    kind: str = "genome"
 
 
 def cpu_count() -> int:
@@ -181,6 +195,10 @@ def run_task(func: Callable[..., Any], items: Sequence[Any], step: int | None = 
         One entry per item: the fitness returned by ``func`` or a
         :class:`TaskError` when it raised (for a batched call, every item of
         the chunk gets the error). No randomness is drawn here.
+
+    Raises:
+        SetupError: Raised by ``func`` (the run is set up wrong, not this
+            individual): never turned into a fitness.
     """
     if is_batched(func):
         func = unwrap(func)
@@ -189,6 +207,8 @@ def run_task(func: Callable[..., Any], items: Sequence[Any], step: int | None = 
                 results = list(func.evaluate_population(items))
             else:
                 results = list(func.evaluate_population(items, step))
+        except SetupError:
+            raise
         except Exception as exc:  # recorded as a failure fitness, not hidden
             logger.warning("batched evaluation of %d individuals failed: %s", len(items), describe(exc))
             return [TaskError(f"batch of {len(items)} failed: {describe(exc)}")] * len(items)
@@ -202,71 +222,98 @@ def run_task(func: Callable[..., Any], items: Sequence[Any], step: int | None = 
     for item in items:
         try:
             out.append(func(item))
+        except SetupError:
+            raise
         except Exception as exc:  # recorded as a failure fitness, not hidden
             logger.warning("evaluation failed: %s", describe(exc))
             out.append(TaskError(describe(exc)))
     return out
 
 
-def run_shipped_task(shipment: tuple[str, str, Any], items: Sequence[Any], step: int | None = None) -> list[Any]:
-    """:func:`run_task` for a function shipped by reference (SCOOP tasks).
+def run_shipped_task(shipment: tuple[str, str, Any], items: bytes, step: int | None = None) -> tuple[str, Any]:
+    """:func:`run_task` in a worker, for a function and items shipped as bytes.
+
+    The unit of work of the ``"processes"`` and ``"scoop"`` backends. Nothing here raises: what
+    goes wrong comes back to the master, which reads it with :func:`open_results`.
 
     Args:
-        shipment: ``("blob", token, pickle_bytes)`` for a small function, or
-            ``("const", token, name)`` for a large one published once as a
-            SCOOP shared constant (``scoop.shared.setConst``) under ``name``.
-        items, step: See :func:`run_task`.
+        shipment: How the function travels: ``("blob", token, pickle_bytes)`` inline,
+            ``("file", token, path)`` for a large one written once to a file, or
+            ``("const", token, name)`` for one published once as a SCOOP shared constant
+            (``scoop.shared.setConst``). It is unpickled once per process and per token, so an
+            evaluator's lazily loaded state (its dataset, compiled graph) survives from one
+            task, and one generation, to the next.
+        items: The pickled list of individuals.
+        step: See :func:`run_task`.
 
-    The function is unpickled once per process and per token, so an
-    evaluator's lazily loaded state (its dataset, compiled graph) survives
-    from one task, and one generation, to the next.
+    Returns:
+        ``("done", pickled_results)``, or ``("setup", reason)`` when the function or the items
+        could not be unpickled here or the function raised a :class:`SetupError`.
     """
-    configure_threads()  # this process is a SCOOP worker: take its share of the cores
+    configure_threads()  # a no-op in a pool worker; a SCOOP worker takes its share of the cores
     kind, token, payload = shipment
-    func = _functions.get(token)
-    if func is None:
-        if kind == "const":
-            from scoop import shared
+    try:
+        func = _functions.get(token)
+        if func is None:
+            if kind == "const":
+                from scoop import shared
 
-            payload = shared.getConst(payload, timeout=600)
-        func = _function_from_blob(payload, token)
-    return run_task(func, items, step)
+                payload = shared.getConst(payload, timeout=600)
+            elif kind == "file":
+                with open(payload, "rb") as f:
+                    payload = f.read()
+            func = _functions[token] = pickle.loads(payload)
+            while len(_functions) > 8:
+                _functions.pop(next(iter(_functions)))
+    except Exception as exc:
+        return ("setup", f"the evaluator could not be unpickled in worker process {os.getpid()}: "
+                         f"{describe(exc)}")
+    try:
+        chunk = pickle.loads(items)
+    except Exception as exc:
+        return ("setup", f"the individuals could not be unpickled in worker process "
+                         f"{os.getpid()} (are their creator types defined at import time?): "
+                         f"{describe(exc)}")
+    try:
+        results = run_task(func, chunk, step)
+    except SetupError as exc:
+        return ("setup", str(exc))
+    try:
+        return ("done", pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception as exc:  # an unpicklable fitness: report it, don't die
+        error = TaskError(f"result could not be sent: {describe(exc)}")
+        return ("done", pickle.dumps([error] * len(chunk)))
 
 
-def _function_from_blob(blob: bytes, token: str) -> Callable[..., Any]:
-    func = _functions.get(token)
-    if func is None:
-        if len(_functions) >= 8:
-            _functions.pop(next(iter(_functions)))
-        func = _functions[token] = pickle.loads(blob)
-    return func
+def open_results(envelope: tuple[str, Any], size: int) -> list[Any]:
+    """The results of :func:`run_shipped_task`, on the master.
 
+    Args:
+        envelope: What :func:`run_shipped_task` returned.
+        size: Number of individuals in the task.
 
-def worker_main(conn: Any, threads: int) -> None:
-    """Main loop of a process-backend worker (see :mod:`deapnn.parallel.pool`).
+    Returns:
+        One fitness or :class:`TaskError` per individual.
 
-    Receives ``("run", task_id, token, blob_or_None, items, step)`` messages on
-    ``conn``, answers ``("done", task_id, results)``, and returns on
-    ``("stop",)`` or when the master goes away. A function is sent once per
-    worker (as pickle ``blob``) and reused by ``token`` afterwards. ``threads``
-    is this worker's share of the cores.
+    Raises:
+        SetupError: For a setup error reported by the worker, with its message.
     """
-    import deapnn  # noqa: F401  (creates deapnn's creator types so individuals unpickle)
+    status, payload = envelope
+    if status == "setup":
+        raise SetupError(payload)
+    try:
+        results = pickle.loads(payload)
+    except Exception as exc:  # the answer arrived but does not unpickle here
+        return [TaskError(f"result could not be unpickled: {describe(exc)}")] * size
+    return results
 
+
+def worker_init(threads: int) -> None:
+    """Set-up of a ``"processes"`` worker: its thread limits, then deapnn's creator types.
+
+    The limits are already in the environment the worker started with (see
+    :mod:`deapnn.parallel.pool`); this also applies TensorFlow's own setters should the user's
+    ``__main__`` module have imported it.
+    """
     configure_threads(threads)
-    func: Callable[..., Any] | None = None
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message[0] == "stop":
-            return
-        _, task_id, token, blob, items, step = message
-        if blob is not None:
-            func = _function_from_blob(blob, token)
-        results = run_task(func, items, step)
-        try:
-            conn.send(("done", task_id, results))
-        except Exception as exc:  # an unpicklable fitness: report it, don't die
-            conn.send(("done", task_id, [TaskError(f"result could not be sent: {describe(exc)}")] * len(items)))
+    import deapnn  # noqa: F401  (creates deapnn's creator types so individuals unpickle)
