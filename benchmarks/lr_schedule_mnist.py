@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from deapnn.data import load_mnist  # noqa: E402
 from deapnn.hparams.genome import make_genome  # noqa: E402
 from deapnn.keras.models import MLP_SPACE  # noqa: E402
-from deapnn.keras.training import KerasEvaluator  # noqa: E402
+from deapnn.keras import KerasEvaluator  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 

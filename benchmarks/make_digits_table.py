@@ -2,7 +2,7 @@
 
 The space (432 genomes on the grid, 312 distinct networks after canonicalisation: slot order of
 the two hidden layers and the activation of a network without hidden layers do not matter) is
-evaluated with :class:`deapnn.keras.training.KerasEvaluator` - a few epochs, validation accuracy,
+evaluated with :class:`deapnn.keras.evaluator.KerasEvaluator` - a few epochs, validation accuracy,
 seeded per genome - and written as JSON. ``benchmarks/tabulated.py`` then compares search
 strategies against this table at no training cost.
 
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=TABLE)
     args = parser.parse_args()
 
-    from deapnn.keras.training import KerasEvaluator
+    from deapnn.keras import KerasEvaluator
 
     space = table_space()
     loader = functools.partial(load_digits, seed=args.seed)

@@ -29,7 +29,7 @@ from deapnn.hparams.genome import GenomeBase, make_genome, random_genome
 from deapnn.hparams.space import Choice, FloatRange, IntRange, SearchSpace
 from deapnn.hparams.toolbox import make_toolbox
 from deapnn.keras.models import CNN_SPACE, MLP_SPACE, build_cnn, build_mlp, cnn_space, mlp_space
-from deapnn.keras.training import KerasEvaluator, train_best
+from deapnn.keras import KerasEvaluator, train_best
 from deapnn.parallel import get_map, register_backend
 
 __version__ = "0.1.0"

@@ -107,7 +107,7 @@ def hyper_run(backend: Any = "serial", workers: int | None = None, *, seed: int 
     ``backend`` is a backend name (its map is closed at the end) or a shared backend map.
     """
     from deapnn.keras.models import mlp_space
-    from deapnn.keras.training import KerasEvaluator
+    from deapnn.keras import KerasEvaluator
 
     space = mlp_space(layers=1, neurons=(8, 16), dropout=(0.0, 0.2), input_dropout=(0.0,),
                       batch_size=(128,), batch_norm=(False,), optimizer=("adam",))

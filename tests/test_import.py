@@ -14,7 +14,7 @@ def test_import_deapnn_does_not_import_tensorflow():
         """
         import sys
         import deapnn, deapnn.hparams.space, deapnn.hparams.toolbox, deapnn.core.loop, deapnn.hparams.operators, deapnn.core.cache, deapnn.hparams.evonas
-        import deapnn.data, deapnn.keras.models, deapnn.keras.training, deapnn.hparams.baselines, deapnn.weights, deapnn.parallel
+        import deapnn.data, deapnn.keras.models, deapnn.keras.evaluator, deapnn.keras.train, deapnn.hparams.baselines, deapnn.weights, deapnn.parallel
         from deap import creator
         assert creator.WeightVector and creator.Genome
         heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))

@@ -4,7 +4,7 @@
 * :func:`random_search` - random genomes until ``patience`` evaluations in a row bring no
   improvement (the PyData talk's baseline that "gives up"), or a budget is spent.
 
-Both work with any ``evaluate(genome) -> fitness`` (a :class:`~deapnn.keras.training.KerasEvaluator`,
+Both work with any ``evaluate(genome) -> fitness`` (a :class:`~deapnn.keras.evaluator.KerasEvaluator`,
 a table lookup, a plain function), never evaluate two genomes with the same canonical key, and
 count the cost as distinct evaluations. Pure Python: no TensorFlow here.
 """

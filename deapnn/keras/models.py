@@ -12,7 +12,7 @@ safe in any process.
   conv blocks, filters, kernel size, pooling and a dense head. Built by :func:`build_cnn`.
 
 Any ``build_model(genome, input_shape, n_classes) -> keras.Model`` works with
-:class:`deapnn.keras.training.KerasEvaluator`; :func:`build_mlp` and :func:`build_cnn` are two of them.
+:class:`deapnn.keras.evaluator.KerasEvaluator`; :func:`build_mlp` and :func:`build_cnn` are two of them.
 Builders return uncompiled models; the evaluator compiles them with :func:`make_optimizer`.
 """
 

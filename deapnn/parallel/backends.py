@@ -280,7 +280,7 @@ class BackendMap:
 def evaluator_failure(func: Any) -> tuple[float, ...] | None:
     """The failure fitness an evaluator declares: its ``failure_fitness`` or ``failure`` values.
 
-    :class:`deapnn.keras.training.KerasEvaluator` exposes ``failure``,
+    :class:`deapnn.keras.evaluator.KerasEvaluator` exposes ``failure``,
     :class:`deapnn.weights.BatchedEvaluator` ``failure_value`` (one number);
     any evaluator can declare ``failure_fitness``. Returns None when none of
     them is set.
