@@ -1,12 +1,11 @@
-"""Smoke test of benchmarks/hparams_mnist.py on real MNIST with tiny budgets: a checkpointed run
-stopped after one generation and resumed to two keeps its logbook, cache and wall time."""
+"""Smoke test of benchmarks/hparams_mnist.py on real MNIST with tiny budgets: the script runs the
+library's hyperparameter job in a run folder; run to one generation and run again to two, it
+resumes the folder and keeps its logbook, cache and wall time."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from deapnn.data import load_mnist
 
@@ -16,26 +15,24 @@ SCRIPT = Path(__file__).parents[1] / "benchmarks" / "hparams_mnist.py"
 def _run(tmp_path, ngen):
     cmd = [sys.executable, str(SCRIPT), "--population", "2", "--ngen", str(ngen),
            "--max-training-time", "2", "--best-epochs", "1", "--best-time", "5",
-           "--validation", "1000", "--checkpoint", str(tmp_path / "run.pkl"),
-           "--out", str(tmp_path / "report.json")]
+           "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "report.json")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((tmp_path / "report.json").read_text())
 
 
-def test_hparams_mnist_resumes_a_checkpointed_run(tmp_path):
-    try:
-        load_mnist()
-    except RuntimeError as exc:  # pragma: no cover - every source failed
-        pytest.skip(f"MNIST unavailable: {exc}")
+def test_hparams_mnist_resumes_its_run_folder(tmp_path):
+    load_mnist()  # MNIST is part of the offline chain: an error here is a real failure
     first = _run(tmp_path, 1)
     second = _run(tmp_path, 2)
     assert [r["gen"] for r in second["logbook"]] == [0, 1, 2]
     assert second["logbook"][:2] == first["logbook"]  # the saved generations are kept as they were
     elapsed = [r["elapsed"] for r in second["logbook"]]
     assert elapsed == sorted(elapsed) and second["seconds"]["evolve"] == elapsed[-1] > first["seconds"]["evolve"]
-    assert second["distinct_evaluations"] == len(second["evaluations"]) >= first["distinct_evaluations"]
+    assert second["distinct_evaluations"] >= first["distinct_evaluations"]
     assert "--mutate perturb" in second["command"]
-    assert 0.0 < second["train_best"]["test_accuracy"] <= 1.0
+    assert 0.1 < second["train_best"]["test_accuracy"] <= 1.0  # above chance after one epoch
     assert (tmp_path / "report.png").stat().st_size > 0
     assert Path(second["train_best"]["model_path"]).exists()
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["kind"] == "hparams" and run["status"] == "finished" and run["config"]["ngen"] == 2

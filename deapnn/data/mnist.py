@@ -122,7 +122,9 @@ def _keras_download(timeout: float) -> MnistArrays:
         socket.create_connection(_KERAS_MNIST_HOST, timeout=timeout).close()
     except OSError as error:
         raise ConnectionError(f"cannot reach {_KERAS_MNIST_HOST[0]}: {error}") from None
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from deapnn.core.console import import_tensorflow
+
+    import_tensorflow()
     import keras
 
     return keras.datasets.mnist.load_data()

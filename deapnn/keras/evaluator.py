@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import inspect
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +34,6 @@ from deapnn.core.failures import Failure, SetupError, worst_values
 from deapnn.data import Dataset, DatasetLike, get_dataset
 from deapnn.keras.models import LR_SCHEDULES, _keras, build_mlp, genome_values, make_optimizer
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __all__ = ["KerasEvaluator", "TrainingRecord", "check_builder", "genome_seed"]
 

@@ -18,7 +18,6 @@ Builders return uncompiled models; the evaluator compiles them with :func:`make_
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,7 +49,9 @@ GeneSpec = Any  # a Choice / IntRange / FloatRange, a list of choices, or a (low
 
 
 def _keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from deapnn.core.console import import_tensorflow
+
+    import_tensorflow()  # quiet unless --verbose / DEAPNN_VERBOSE=1
     import keras
 
     return keras

@@ -435,6 +435,9 @@ class BatchedEvaluator:
 
     def _ensure_model(self) -> Any:
         if self._model is None:
+            from deapnn.core.console import import_tensorflow
+
+            import_tensorflow()
             import keras
 
             self._model = keras.models.model_from_json(self._keras_config)

@@ -96,6 +96,9 @@ def _build_forward(spec: NetworkSpec, pruned: bool = False) -> Callable:
     (B, H, W, P*C) after a convolution (the population lives in the channel axis, so pooling and
     grouped convolution apply unchanged); ``stacked`` (P, B, U) after a Dense layer.
     """
+    from deapnn.core.console import import_tensorflow
+
+    import_tensorflow()
     import tensorflow as tf
 
     plan, spans = weight_plan(spec)
@@ -175,6 +178,9 @@ class BatchedGraph:
     """
 
     def __init__(self, spec: NetworkSpec, prune: bool = False):
+        from deapnn.core.console import import_tensorflow
+
+        import_tensorflow()
         import tensorflow as tf
 
         plan, self.spans = weight_plan(spec)

@@ -287,6 +287,9 @@ class NetworkSpec:
 
     def build_keras(self) -> Any:
         """An equivalent ``keras.Sequential`` model (imports Keras)."""
+        from deapnn.core.console import import_tensorflow
+
+        import_tensorflow()
         import keras
 
         layers: list[Any] = [keras.Input(self.input_shape)]
