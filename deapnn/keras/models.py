@@ -268,13 +268,8 @@ def build_cnn(genome: Any, input_shape: Sequence[int], n_classes: int) -> Any:
     ``Conv2D`` with ``filters * 2**b`` filters, then 2x2 pooling while the feature map is at
     least 2x2; then Flatten, the optional dense head, dropout and a softmax output.
 
-    Args:
-        genome: a genome of :func:`cnn_space` (or a dict of its values).
-        input_shape: ``(h, w)`` or ``(h, w, channels)``.
-        n_classes: number of output classes.
-
-    Returns:
-        A ``keras.Model``. Its weights come from Keras's seeded initialisers.
+    Args and return value as :func:`build_mlp`, for a :func:`cnn_space` genome and an
+    ``input_shape`` of ``(h, w)`` or ``(h, w, channels)``.
     """
     keras = _keras()
     layers = keras.layers

@@ -334,17 +334,9 @@ class ProcessMap(BackendMap):
 
     name = "processes"
 
-    def __init__(
-        self,
-        workers: int | None = None,
-        *,
-        timeout: float | None = None,
-        retries: int = 1,
-        threads: int | None = None,
-        chunksize: int | None = None,
-        failure: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__(workers=cpu_count() if workers is None else workers, chunksize=chunksize, failure=failure)
+    def __init__(self, workers: int | None = None, *, timeout: float | None = None, retries: int = 1,
+                 threads: int | None = None, **options: Any) -> None:
+        super().__init__(workers=cpu_count() if workers is None else workers, **options)
         self.timeout, self.retries, self.threads = timeout, retries, threads
         self._pool: WorkerPool | None = None
         self.pool  # validate the pool settings now, start the processes later
@@ -390,14 +382,8 @@ class ScoopMap(BackendMap):
 
     name = "scoop"
 
-    def __init__(
-        self,
-        workers: int | None = None,
-        *,
-        chunksize: int | None = None,
-        failure: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__(workers=scoop_workers() if workers is None else workers, chunksize=chunksize, failure=failure)
+    def __init__(self, workers: int | None = None, **options: Any) -> None:
+        super().__init__(workers=scoop_workers() if workers is None else workers, **options)
 
     def run_chunks(self, func: Callable[..., Any], chunks: list[Any], step: int | None = None) -> list[list[Any]]:
         if not scoop_running():
@@ -503,17 +489,7 @@ def _toolbox_failure(toolbox: Any) -> tuple[float, ...] | None:
     return None
 
 
-def register_backend(
-    toolbox: Any,
-    backend: str | BackendMap | None = "auto",
-    *,
-    workers: int | None = None,
-    timeout: float | None = None,
-    retries: int = 1,
-    threads: int | None = None,
-    chunksize: int | None = None,
-    failure: Sequence[float] | None = None,
-) -> BackendMap:
+def register_backend(toolbox: Any, backend: str | BackendMap | None = "auto", **options: Any) -> BackendMap:
     """Register ``toolbox.map`` to evaluate with a backend; the one call that makes a run parallel.
 
     When the toolbox has an :class:`~deapnn.core.cache.EvaluationCache` (``toolbox.cache``),
@@ -532,7 +508,8 @@ def register_backend(
         backend: A backend name (see :func:`get_map`), or an existing
             :class:`BackendMap` to share its workers between toolboxes (the
             other arguments are then ignored).
-        workers, timeout, retries, threads, chunksize, failure: See :func:`get_map`.
+        **options: ``workers``, ``timeout``, ``retries``, ``threads``, ``chunksize``,
+            ``failure``: see :func:`get_map` (an unknown name is a ``TypeError``).
 
     Returns:
         The backend map (call ``.close()`` on it, or use it as a context
@@ -541,8 +518,7 @@ def register_backend(
     if isinstance(backend, BackendMap):
         mapper = backend
     else:
-        mapper = get_map(backend, workers=workers, timeout=timeout, retries=retries, threads=threads,
-                         chunksize=chunksize, failure=failure)
+        mapper = get_map(backend, **options)
     if mapper.default_failure is None:
         mapper.default_failure = _toolbox_failure(toolbox)
     cache = getattr(toolbox, "cache", None)
