@@ -260,10 +260,9 @@ def _toolbox(config: WeightsConfig, spec: Any, evaluator: Any,
         tb.register("mate", cx_blend, alpha=config.alpha)
         tb.register("select", sel_elitist_tournament, tournsize=config.tournsize,
                     elites=min(config.elites, population))
-        by_generation = config.budget is None  # --ngen alone: the schedule follows the generations
+        # with --ngen the schedule follows the generations (reproducible), else the budget's clock
         annealing = AnnealedGaussian(tb.layout.init_std("glorot", biases=True), sigma,
-                                     config.sigma_final, evaluator=evaluator,
-                                     ngen=config.ngen if by_generation else None)
+                                     config.sigma_final, evaluator=evaluator, ngen=config.ngen)
         tb.register("mutate", annealing)
     elif config.strategy == "es":
         strategy = OpenAIES(start, sigma=sigma, lambda_=population,
@@ -299,8 +298,9 @@ def run_weights(folder: RunFolder, config: WeightsConfig, *, quiet: bool = False
     Randomness: :func:`deapnn.seed` ``(config.seed)`` seeds Python's ``random`` (DEAP's selection
     and variation choices), numpy's and deapnn's generator (initial weights, mutations, ES
     noise); the minibatches come from the evaluator's own ``(seed, step)`` draws. The checkpoint
-    holds them all. A budgeted GA anneals its mutation by the wall clock, so budgeted runs are
-    not bit-for-bit reproducible; ``--ngen`` runs without ``--budget`` are, resumed or not.
+    holds them all. With ``ngen`` the GA anneals its mutation by generation, and the run is
+    reproducible (resumed or not) as long as ``ngen`` generations fit in the budget; with a
+    budget alone it anneals by the wall clock, so the run is not bit-for-bit reproducible.
     """
     import deapnn
     from deapnn.core.console import import_tensorflow
