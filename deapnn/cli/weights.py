@@ -10,7 +10,7 @@ HELP = "evolve all weights of a network as one vector (GA, OpenAI-ES or SNES)"
 DESCRIPTION = """\
 Evolve every weight of a network as one float32 vector, scored a population at a time on
 training minibatches (minus the cross-entropy): ga is DEAP's eaSimple with blend crossover,
-per-layer Gaussian mutation annealed over the budget and elitist tournaments; es is OpenAI-ES
+per-layer Gaussian mutation annealed over --ngen (or the budget) and elitist tournaments; es is OpenAI-ES
 and snes separable NES, both through DEAP's eaGenerateUpdate. The current model (ES mean, or
 the GA's best on the validation split among its five fittest) is measured every --eval-every
 seconds with the clock stopped; test accuracy is only reported. The run folder holds
@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parser_class: type) -> No
     g.add_argument("--sigma", type=float, default=None,
                    help="ga: mutation step times each layer's Glorot std (0.2); es/snes: noise (0.05)")
     g.add_argument("--sigma-final", type=float, default=0.02,
-                   help="ga: anneal the step geometrically to this over the budget")
+                   help="ga: anneal the step geometrically to this over --ngen generations, or over the budget without --ngen")
     g.add_argument("--cxpb", type=float, default=0.5)
     g.add_argument("--mutpb", type=float, default=0.9)
     g.add_argument("--alpha", type=float, default=0.0, help="ga: cx_blend's alpha")

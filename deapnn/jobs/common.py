@@ -3,16 +3,17 @@
 A **run folder** (``runs/<name>/``) holds everything a run needs to be resumed or reported, with
 paths relative to the folder so it can be moved to another machine:
 
-=====================  ========================================================================
-``run.json``           kind of job, the exact command, the resolved configuration, status
-``checkpoint.pkl``     the run loop's checkpoint (and ``checkpoint.pkl.sqlite``, its store)
-``logbook.json/.csv``  the logbook, one record per generation
-``populations.json``   each generation's genomes (hyperparameter runs: gene plots)
-``genealogy.json``     the best individual's ancestors with their fitness (DEAP ``History``)
-``result.json``        the outcome (best fitness, test accuracy, evaluations, wall time)
-``best.keras``         the best network; ``best.json`` its genome, or ``best.npy`` its weights
-``*.png``              figures, redrawn by ``deapnn report``
-=====================  ========================================================================
+======================  =======================================================================
+``run.json``            kind of job, the exact command, the resolved configuration, status
+``checkpoint.pkl``      the run loop's checkpoint (and ``checkpoint.pkl.sqlite``, its store)
+``logbook.json/.csv``   the logbook, one record per generation
+``populations.json``    each generation's genomes (hyperparameter runs: gene plots)
+``genealogy.json``      the best individual's ancestors with their fitness (DEAP ``History``)
+``weights_state.json``  weight runs: the accuracy curve and the measuring clock, per chunk
+``result.json``         the outcome (best fitness, test accuracy, evaluations, wall time)
+``best.keras``          the best network; ``best.json`` its genome, or ``best.npy`` its weights
+``*.png``               figures, redrawn by ``deapnn report``
+======================  =======================================================================
 """
 
 from __future__ import annotations

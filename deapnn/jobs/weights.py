@@ -4,9 +4,10 @@ The job behind ``deapnn weights`` and the weight arms of ``deapnn compare``. Str
 
 * ``ga``: DEAP's ``eaSimple`` (:func:`deapnn.evolve`, ``algorithm="simple"``) on
   :func:`deapnn.weights.make_weight_toolbox`'s toolbox, re-registered with blend crossover,
-  per-layer-scaled Gaussian mutation annealed over the budget (:class:`AnnealedGaussian`) and
-  elitist tournament selection; fitness minus the cross-entropy on a training minibatch
-  resampled every generation (:class:`deapnn.weights.BatchedEvaluator`).
+  per-layer-scaled Gaussian mutation annealed over ``ngen`` generations, or else the budget
+  (:class:`AnnealedGaussian`), and elitist tournament selection; fitness minus the
+  cross-entropy on a training minibatch resampled every generation
+  (:class:`deapnn.weights.BatchedEvaluator`).
 * ``es``: :class:`deapnn.weights.OpenAIES` through ``eaGenerateUpdate`` (``algorithm=
   "generate_update"``); same fitness.
 * ``snes``: :class:`deapnn.weights.SNES` likewise.
@@ -33,7 +34,7 @@ import numpy as np
 from deapnn.jobs.common import (BadInput, Progress, RunFolder, config_dict, format_seconds,
                                 load_data, to_jsonable, write_logbook)
 
-__all__ = ["WeightsConfig", "network_spec", "run_weights"]
+__all__ = ["AnnealedGaussian", "WeightsConfig", "network_spec", "run_weights"]
 
 STRATEGIES = ("ga", "es", "snes")
 #: The job's own state beside the checkpoint: the curve and the clock, written after each chunk.
