@@ -16,7 +16,7 @@ from deapnn.weights.strategies import OpenAIES
 from deapnn.weights.toolbox import make_weight_toolbox
 from deapnn.weights.types import hall_of_fame
 
-keras = pytest.importorskip("keras")
+import keras  # noqa: E402  (a dependency: a missing Keras fails the tests)
 
 CONV = NetworkSpec((10, 10), (
     ReshapeSpec((10, 10, 1)),

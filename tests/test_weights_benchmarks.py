@@ -5,10 +5,10 @@ import argparse
 import numpy as np
 import pytest
 
+import weights_mnist  # benchmarks/ is on sys.path (conftest.py); an import error fails, never skips
+import weights_throughput
 from deapnn.data import from_arrays
 from deapnn.weights import WeightCodec
-
-weights_mnist = pytest.importorskip("weights_mnist")
 
 
 def args(**changes):
@@ -46,8 +46,7 @@ def test_weights_mnist_methods_run_and_report(method, tmp_path):
 
 
 def test_weights_throughput_measures_all_four_ways_on_real_mnist():
-    throughput = pytest.importorskip("weights_throughput")
-    row = throughput.measure(hidden=8, population=6, samples=64, repeats=2,
+    row = weights_throughput.measure(hidden=8, population=6, samples=64, repeats=2,
                              tutorial_individuals=2)
     assert row["network"] == "784-8-10" and row["parameters"] == 784 * 8 + 8 + 8 * 10 + 10
     assert set(row["rate"]) == {"tutorial", "deapnn", "deapnn_dense", "bare"}

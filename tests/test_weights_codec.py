@@ -7,7 +7,7 @@ import pytest
 
 from deapnn.weights.codec import WeightCodec, WeightLayout, variable_role
 
-keras = pytest.importorskip("keras")
+import keras  # noqa: E402  (a dependency: a missing Keras fails the tests)
 
 
 def dense_model():
