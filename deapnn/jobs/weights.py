@@ -372,12 +372,13 @@ def run_weights(folder: RunFolder, config: WeightsConfig, *, quiet: bool = False
         return best, float(val_acc[0])
 
     def save() -> None:
+        if logbook:
+            write_logbook(folder.path, logbook)
+        folder.write_json("curve.json", curve)
+        # the side state last: once it names a generation, the files above have reached it too
         folder.write_json(STATE_FILE, {
             "generation": generation, "elapsed": clock.elapsed(), "paused": clock.paused,
             "evolve_elapsed": float(logbook[-1]["elapsed"]) if logbook else 0.0, "curve": curve})
-        folder.write_json("curve.json", curve)
-        if logbook:
-            write_logbook(folder.path, logbook)
 
     def done() -> bool:
         return ((config.budget is not None and clock.elapsed() >= config.budget)
