@@ -65,6 +65,7 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["resume", tmp / "nowhere"], "does not exist"),
         (["report", tmp / "not_a_run"], "is not a deapnn run folder"),
         (["resume", other], "holds a 'benchmark' run"),
+        (["hparams", "--data", "digits", "--seed", "-1"], "seed -1 must be in [0, 4294967294]"),
     ]
 
 

@@ -35,6 +35,18 @@ def budget(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def seed_value(text: str) -> int:
+    """``--seed``: an int in [0, 2**32 - 2] (numpy's and scikit-learn's seeds; the test split
+    uses ``seed + 1``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed {text!r} is not an integer") from None
+    if not 0 <= value < 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"seed {value} must be in [0, {2**32 - 2}]")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -57,7 +69,7 @@ def add_common(parser: argparse.ArgumentParser, *, budget_default: str | None,
         g.add_argument("--scale", type=positive_float, default=None,
                        help="divide the inputs by this (e.g. 255 for bytes)")
     g = parser.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=0, help="seed of the split, the evolution and Keras")
+    g.add_argument("--seed", type=seed_value, default=0, help="seed of the split, the evolution and Keras")
     g.add_argument("--budget", type=budget, default=parse_budget(budget_default),
                    metavar="TIME", help=f"wall-clock budget: 90s, 10m or 2h (default: "
                                         f"{budget_default or 'none'})")

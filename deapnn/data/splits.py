@@ -42,6 +42,8 @@ def holdout(x: np.ndarray, y: np.ndarray, size: float | int, seed: int,
     """
     from sklearn.model_selection import train_test_split
 
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32 - 1:
+        raise ValueError(f"the {what} split's seed must be an int in [0, 2**32 - 2], got {seed!r}")
     count = split_count(len(x), size, what)
     classes, counts = np.unique(y, return_counts=True)
     stratify = y if (counts.min() >= 2 and len(classes) <= count <= len(x) - len(classes)) else None

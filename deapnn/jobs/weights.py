@@ -22,7 +22,6 @@ the clock) is written to ``weights_state.json``.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import time
@@ -224,17 +223,10 @@ class AnnealedGaussian:
 
 
 def _evaluator(spec: Any, data: Any, batch: int, seed: int) -> Any:
-    """The run's :class:`deapnn.weights.BatchedEvaluator`, its fingerprint computed once.
-
-    :func:`deapnn.evolve` checks the evaluator's fingerprint (a hash of the training data) on
-    every call, i.e. every chunk; the data does not change within a run, so the hash is kept.
-    """
+    """The run's :class:`deapnn.weights.BatchedEvaluator` on the training split."""
     from deapnn.weights import BatchedEvaluator
 
-    evaluator = BatchedEvaluator(spec, data.x_train, data.y_train, batch_size=batch, seed=seed)
-    digest = evaluator.fingerprint()
-    evaluator.fingerprint = functools.partial(str, digest)
-    return evaluator
+    return BatchedEvaluator(spec, data.x_train, data.y_train, batch_size=batch, seed=seed)
 
 
 def _toolbox(config: WeightsConfig, spec: Any, evaluator: Any,
