@@ -15,6 +15,7 @@ import deapnn
 from deapnn.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from deapnn.core.failures import Failure, SetupError
 from deapnn.core.loop import evolve
+from deapnn.core.types import define
 from deapnn.core.store import EvaluationStore
 from deapnn.hparams.evonas import EvoNASAgent, synthetic_reward, synthetic_space
 from deapnn.hparams.problems import PolynomialFit
@@ -563,3 +564,59 @@ def test_plot_logbook_writes_a_png(tmp_path):
     book.record(gen=1, avg=0.95, std=0.2, min=0.3, max=0.99)
     band = plot_logbook(book).axes[0].collections[0].get_paths()[0].vertices[:, 1]
     assert band.max() <= 0.99 and band.min() >= 0.1 and fig is not None
+
+
+class _CountingMutation:
+    """A stateful operator: counts its calls and draws from its own generator (state protocol)."""
+
+    def __init__(self, seed):
+        self.calls = 0
+        self.rng = np.random.default_rng(seed)
+
+    def state(self):
+        return {"calls": self.calls, "rng": self.rng.bit_generator.state}
+
+    def load_state(self, state):
+        self.calls = state["calls"]
+        self.rng.bit_generator.state = state["rng"]
+
+
+def _stateful_mutate(individual, counter, indpb):
+    counter.calls += 1
+    for i in range(len(individual)):
+        if counter.rng.random() < indpb:
+            individual[i] = float(counter.rng.normal())
+    return (individual,)
+
+
+_VectorInd = define("VectorIndTest", list, fitness=creator.FitnessMax)
+
+
+def _stateful_toolbox(counter):
+    toolbox = base.Toolbox()
+    toolbox.register("evaluate", lambda ind: (-sum(v * v for v in ind),))
+    toolbox.register("mate", tools.cxTwoPoint)
+    toolbox.register("mutate", _stateful_mutate, counter=counter, indpb=0.3)
+    toolbox.register("select", tools.selTournament, tournsize=3)
+    return toolbox
+
+
+def test_stateful_operator_state_is_checkpointed_and_resumed(tmp_path):
+    """An object with state()/load_state() behind a registered operator (here a keyword of a
+    partial) is saved with the checkpoint; its changing state is not a setting."""
+    def population():
+        rng = np.random.default_rng(3)
+        return [_VectorInd(rng.uniform(-1, 1, 5).tolist()) for _ in range(12)]
+
+    ref_counter = _CountingMutation(7)
+    deapnn.seed(1)
+    ref_pop, ref_log = evolve(population(), _stateful_toolbox(ref_counter), 6)
+
+    counter = _CountingMutation(7)
+    deapnn.seed(1)
+    evolve(population(), _stateful_toolbox(counter), 3, checkpoint=tmp_path / "c.pkl")
+    fresh = _CountingMutation(99)  # a new process: another generator, no calls yet
+    pop, log = evolve(None, _stateful_toolbox(fresh), 6, checkpoint=tmp_path / "c.pkl")
+    assert fresh.calls == ref_counter.calls > 0
+    assert [list(i) for i in pop] == [list(i) for i in ref_pop]
+    assert log.select("max") == ref_log.select("max")

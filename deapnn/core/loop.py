@@ -117,14 +117,46 @@ def _unwrap(func: Any) -> Any:
     return func
 
 
-def _owners(toolbox: Any) -> list[Any]:
-    """The strategies behind ``toolbox.generate`` / ``toolbox.update`` (bound methods, possibly
-    inside ``functools.partial``), each once."""
+def _has_state(obj: Any) -> bool:
+    return callable(getattr(obj, "state", None)) and callable(getattr(obj, "load_state", None))
+
+
+def _owners(toolbox: Any, algorithm: str = "generate_update", skip: Sequence[Any] = ()) -> list[Any]:
+    """The stateful objects a checkpoint must hold besides the evaluator and the cache, each once.
+
+    * With ``generate_update``: the strategies behind ``toolbox.generate`` / ``toolbox.update``
+      (bound methods, possibly inside ``functools.partial``), whatever their protocol
+      (``deap.cma.Strategy`` has no ``state()``; its ``__dict__`` is saved).
+    * With any algorithm: every object with ``state()``/``load_state()`` behind the registered
+      ``mate``, ``mutate``, ``select``, ``map``, ``generate`` and ``update`` -- the callable object
+      itself, the owner of a bound method, or an argument of a ``functools.partial`` (e.g. a
+      learned mutation's controller, a multi-fidelity map, a strategy wrapped by another).
+
+    The order is fixed by the names above, so a resumed run finds them in the same order.
+    """
     owners: list[Any] = []
-    for name in ("generate", "update"):
-        owner = getattr(_unwrap(getattr(toolbox, name, None)), "__self__", None)
-        if owner is not None and not inspect.ismodule(owner) and all(owner is not o for o in owners):
-            owners.append(owner)
+
+    def add(obj: Any, any_protocol: bool = False) -> None:
+        if (obj is None or inspect.ismodule(obj) or isinstance(obj, type)
+                or any(obj is o for o in owners) or any(obj is o for o in skip)):
+            return
+        if any_protocol or _has_state(obj):
+            owners.append(obj)
+
+    if algorithm == "generate_update":
+        for name in ("generate", "update"):
+            add(getattr(_unwrap(getattr(toolbox, name, None)), "__self__", None), any_protocol=True)
+    for name in ("mate", "mutate", "select", "map", "generate", "update"):
+        func = getattr(toolbox, name, None)
+        while func is not None:
+            add(getattr(func, "__self__", None))
+            if isinstance(func, functools.partial):
+                for arg in (*func.args, *func.keywords.values()):
+                    add(arg)
+                func = func.func
+            else:
+                add(func)
+                func = None
     return owners
 
 
@@ -182,6 +214,8 @@ def _describe_value(value: Any) -> str:
         return repr(value)
     if callable(value):
         return _describe(value)
+    if _has_state(value):  # its state is checkpointed, and changes as the run goes: its type names it
+        return _name(type(value))
     try:
         return f"{type(value).__name__}#{_fingerprint(value)[:16]}"
     except Exception:  # something that can be neither encoded nor pickled: its type only
@@ -235,7 +269,7 @@ def _compare_settings(path: Path, saved: dict[str, str], now: dict[str, str]) ->
 
 # ---------------------------------------------------------------------------------- state
 def _object_state(obj: Any) -> dict[str, Any]:
-    if callable(getattr(obj, "state", None)) and callable(getattr(obj, "load_state", None)):
+    if _has_state(obj):
         return {"protocol": "state", "state": obj.state()}
     return {"protocol": "dict", "state": copy.deepcopy(obj.__dict__)}  # e.g. deap.cma.Strategy
 
@@ -386,8 +420,8 @@ def evolve(
         raise ValueError(f"algorithm {algorithm!r} needs a population")
     if population is not None and algorithm != "generate_update" and len(population) == 0:
         raise ValueError("population is empty")
-    owners = _owners(toolbox) if algorithm == "generate_update" else []
     evaluator = _evaluator(toolbox)
+    owners = _owners(toolbox, algorithm, skip=(evaluator, getattr(toolbox, "cache", None)))
     settings = run_settings(population, toolbox, algorithm=algorithm, cxpb=cxpb, mutpb=mutpb, mu=mu,
                             lambda_=lambda_, stats=stats, halloffame=halloffame)
 
