@@ -7,20 +7,28 @@ repeated over many seeds. The cost of a search is its number of *distinct* evalu
 costs nothing). For each seed we record how many evaluations each method needs before it
 first evaluates the best network and a top-1% network:
 
-* GA - DEAP's unmodified ``eaSimple`` on a ``deapnn.make_toolbox`` toolbox whose evaluate is
-  the table lookup wrapped in the evaluation cache;
+* GA - DEAP's unmodified ``eaSimple`` or ``eaMuPlusLambda`` (``--algorithm``) on a
+  ``deapnn.make_toolbox`` toolbox whose evaluate is the table lookup wrapped in the evaluation
+  cache;
 * random search - ``deapnn.hparams.baselines.random_search`` (with ``--patience`` it is also run as
   the seed's "give up after N evaluations without improvement" search);
 * brute force - ``deapnn.hparams.baselines.brute_force`` in grid order (DeepEvolve's ``brute.py``,
   the same for every seed) and in a shuffled order per seed. Brute force only *knows* it has
   the best after evaluating the whole space.
 
+The GA's settings are chosen with ``--tune``: every setting of :data:`TUNING_GRID` is run on
+the tuning seeds (1000-1099; seeds below 1000 are refused, they are the measurement seeds), each
+run stopped at its first top-1% network, and ranked by the median number of evaluations to it
+(ties: upper quartile). The defaults of this script are the winner.
+
 To reproduce: ``python benchmarks/tabulated.py --seeds 100``
+(tuning: ``python benchmarks/tabulated.py --tune --first-seed 1000 --seeds 100``)
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import random
@@ -39,21 +47,44 @@ TABLE = Path(__file__).parent / "data" / "digits_mlp_table.json"
 RESULTS = Path(__file__).parent / "results"
 
 
+#: Seeds below this are the measurement seeds; ``--tune`` refuses them.
+FIRST_TUNING_SEED = 1000
+
+#: GA settings ``--tune`` compares (each combined with ``--mate``, ``--cxpb``, ``--mutpb``):
+#: ``(algorithm, population (mu), lambda, select, tournsize, mutate)``.
+TUNING_GRID: list[tuple[str, int, int | None, str, int | None, str]] = [
+    *[("simple", pop, None, "tournament", ts, mut)
+      for pop, ts, mut in itertools.product((4, 8), (2, 3), ("one_gene", "resample"))],
+    *[("mu+lambda", mu, lam, "best", None, mut)
+      for mu, lam, mut in itertools.product((2, 4, 8), (1, 2, 4), ("one_gene", "resample"))],
+]
+
+
+class TargetReached(Exception):
+    """Raised by :class:`TableLookup` (with ``stop_at``) to end a tuning run at its first hit."""
+
+
 class TableLookup:
     """``evaluate`` for the tabulated space: ``genome -> (accuracy,)`` by canonical key.
 
     Every call is a real (distinct, once cached) evaluation; :attr:`trace` keeps the scores in
-    call order, so the cost of reaching a score is its position in the trace.
+    call order, so the cost of reaching a score is its position in the trace. With ``stop_at``,
+    a score at or above it raises :class:`TargetReached` after being recorded (tuning only
+    needs the first hit).
     """
 
-    def __init__(self, space: SearchSpace, scores: dict[tuple, float]) -> None:
+    def __init__(self, space: SearchSpace, scores: dict[tuple, float],
+                 stop_at: float | None = None) -> None:
         self.space = space
         self.scores = scores
+        self.stop_at = stop_at
         self.trace: list[float] = []
 
     def __call__(self, genome: Any) -> tuple[float]:
         score = self.scores[genome.key()]
         self.trace.append(score)
+        if self.stop_at is not None and score >= self.stop_at:
+            raise TargetReached(score)
         return (score,)
 
 
@@ -76,16 +107,37 @@ def first_reach(trace: list[float], target: float) -> float:
     return math.inf
 
 
-def run_ga(space: SearchSpace, scores: dict, seed: int, args: argparse.Namespace) -> list[float]:
-    """One GA run; returns the trace of distinct evaluations."""
+def generations(args: argparse.Namespace, n_distinct: int) -> int:
+    """``--ngen``, or by default enough generations to evaluate every distinct network once:
+    ``ceil(n_distinct / offspring per generation)`` (``lambda`` for mu+lambda, else the
+    population)."""
+    if args.ngen is not None:
+        return args.ngen
+    per_generation = args.lambda_ if args.algorithm == "mu+lambda" else args.population
+    return math.ceil(n_distinct / per_generation)
+
+
+def run_ga(space: SearchSpace, scores: dict, seed: int, args: argparse.Namespace,
+           stop_at: float | None = None) -> list[float]:
+    """One GA run (DEAP's ``eaSimple`` or ``eaMuPlusLambda``, unchanged); returns the trace of
+    distinct evaluations, cut at the first score >= ``stop_at`` if given."""
     deapnn.seed(seed)
-    lookup = TableLookup(space, scores)
+    lookup = TableLookup(space, scores, stop_at=stop_at)
+    select_kwargs = {"tournsize": args.tournsize} if args.select == "tournament" else {}
     toolbox = deapnn.make_toolbox(space, lookup, mate=args.mate, mutate=args.mutate,
                                   mutate_kwargs={} if args.mutate == "one_gene" else {"indpb": args.indpb},
-                                  select_kwargs={"tournsize": args.tournsize}, novel=args.novel)
+                                  select=args.select, select_kwargs=select_kwargs, novel=args.novel)
     population = toolbox.population(n=args.population)
-    algorithms.eaSimple(population, toolbox, cxpb=args.cxpb, mutpb=args.mutpb, ngen=args.ngen,
-                        verbose=False)
+    ngen = generations(args, len(scores))
+    try:
+        if args.algorithm == "mu+lambda":
+            algorithms.eaMuPlusLambda(population, toolbox, mu=args.population, lambda_=args.lambda_,
+                                      cxpb=args.cxpb, mutpb=args.mutpb, ngen=ngen, verbose=False)
+        else:
+            algorithms.eaSimple(population, toolbox, cxpb=args.cxpb, mutpb=args.mutpb, ngen=ngen,
+                                verbose=False)
+    except TargetReached:
+        return lookup.trace
     assert toolbox.cache.misses == len(lookup.trace)
     return lookup.trace
 
@@ -117,6 +169,79 @@ def summary(values: list[float]) -> dict[str, Any]:
             "reached": int(np.isfinite(a).sum()), "runs": len(a)}
 
 
+def ga_row(args: argparse.Namespace) -> str:
+    """The GA's row name in the results: ``"GA (eaSimple)"`` or ``"GA (eaMuPlusLambda)"``."""
+    return "GA (eaMuPlusLambda)" if args.algorithm == "mu+lambda" else "GA (eaSimple)"
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reruns ``args`` (every setting spelled out)."""
+    words = ["python", "benchmarks/tabulated.py"]
+    for key, value in vars(args).items():
+        flag = "--" + ("lambda" if key == "lambda_" else key.replace("_", "-"))
+        if key in ("out", "table") or value is None:
+            continue
+        if isinstance(value, bool):
+            if key == "novel":
+                words.append(flag if value else "--no-novel")
+            elif value:
+                words.append(flag)
+        else:
+            words += [flag, str(value)]
+    return " ".join(words)
+
+
+def thresholds(scores: dict) -> tuple[float, float]:
+    """The best score and the top-1% threshold (the ``ceil(1% of n)``-th best score)."""
+    ranked = sorted(scores.values(), reverse=True)
+    return ranked[0], ranked[max(1, math.ceil(0.01 * len(ranked))) - 1]
+
+
+def tune(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Run every setting of :data:`TUNING_GRID` on the seeds, each run stopped at its first top-1%
+    network; print them ranked by median (then upper quartile) and write ``args.out``."""
+    space, scores, _ = load_table(args.table)
+    _, top1 = thresholds(scores)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    start = time.perf_counter()
+    rows = []
+    for algorithm, population, lambda_, select, tournsize, mutate in TUNING_GRID:
+        run_args = argparse.Namespace(**{**vars(args), "algorithm": algorithm, "population": population,
+                                         "lambda_": lambda_ or args.lambda_, "select": select,
+                                         "tournsize": tournsize or args.tournsize, "mutate": mutate})
+        hits = [first_reach(run_ga(space, scores, s, run_args, stop_at=top1), top1) for s in seeds]
+        settings = {"algorithm": algorithm, "population": population, "lambda": lambda_,
+                    "select": select, "tournsize": tournsize, "mutate": mutate,
+                    "indpb": args.indpb if mutate != "one_gene" else None, "mate": args.mate,
+                    "cxpb": args.cxpb, "mutpb": args.mutpb, "novel": args.novel,
+                    "ngen": generations(run_args, len(scores))}
+        rows.append({"settings": settings, "top1": summary(hits)})
+
+    def rank(row):
+        s = row["top1"]
+        return (s["median"] if s["median"] is not None else math.inf,
+                s["q3"] if s["q3"] is not None else math.inf)
+
+    rows.sort(key=rank)
+    print(f"tuning on seeds {seeds.start}-{seeds.stop - 1}: evaluations to the first top-1% "
+          f"network, median [q1, q3] (runs that got there)\n")
+    for row in rows:
+        st, s = row["settings"], row["top1"]
+        name = (f"eaSimple pop {st['population']}, tournament {st['tournsize']}"
+                if st["algorithm"] == "simple" else
+                f"eaMuPlusLambda {st['population']}+{st['lambda']}, best")
+        q3 = "never" if s["q3"] is None else f"{s['q3']:.0f}"
+        med = "never" if s["median"] is None else f"{s['median']:.1f}"
+        print(f"{name:<40}{st['mutate']:<10}{med:>7} [{s['q1']:.0f}, {q3}] ({s['reached']}/{s['runs']})")
+    report = {"command": command_line(args),
+              "seeds": [seeds.start, seeds.stop - 1], "top1_threshold": top1, "ranked": rows,
+              "seconds": time.perf_counter() - start}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,32 +249,53 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--first-seed", type=int, default=0,
                         help="seeds are first-seed, ..., first-seed + seeds - 1")
-    parser.add_argument("--population", type=int, default=8)
-    parser.add_argument("--ngen", type=int, default=30)
+    parser.add_argument("--algorithm", default="mu+lambda", choices=["simple", "mu+lambda"],
+                        help="DEAP's eaSimple or eaMuPlusLambda (mu = --population)")
+    parser.add_argument("--population", type=int, default=4, help="population size (mu)")
+    parser.add_argument("--lambda", dest="lambda_", type=int, default=2,
+                        help="children per generation for mu+lambda")
+    parser.add_argument("--ngen", type=int, default=None,
+                        help="generations; default ceil(distinct networks / children per generation)")
     parser.add_argument("--cxpb", type=float, default=0.5)
     parser.add_argument("--mutpb", type=float, default=0.5)
     parser.add_argument("--indpb", type=float, default=0.2)
+    parser.add_argument("--select", default="best", choices=["tournament", "best"])
     parser.add_argument("--tournsize", type=int, default=3)
     parser.add_argument("--mate", default="uniform", choices=["uniform", "one_point"])
-    parser.add_argument("--mutate", default="resample", choices=["resample", "one_gene", "perturb"])
+    parser.add_argument("--mutate", default="one_gene", choices=["resample", "one_gene", "perturb"])
+    parser.add_argument("--tune", action="store_true",
+                        help="rank the settings of TUNING_GRID on the seeds (>= 1000) instead")
     parser.add_argument("--novel", action=argparse.BooleanOptionalAction, default=True,
                         help="re-mutate children that duplicate an evaluated genome")
     parser.add_argument("--patience", type=int, default=25,
                         help="random search 'gives up' after this many evaluations "
                              "without improvement (reported separately)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "tabulated.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default results/tabulated.json (results/tabulated_tuning.json with --tune)")
     args = parser.parse_args()
+    for flag, value, low in (("--seeds", args.seeds, 1), ("--population", args.population, 1),
+                             ("--lambda", args.lambda_, 1), ("--tournsize", args.tournsize, 1),
+                             ("--ngen", args.ngen, 0)):
+        if value is not None and value < low:
+            parser.error(f"{flag} must be >= {low}, got {value}")
+    if args.tune and args.first_seed < FIRST_TUNING_SEED:
+        parser.error(f"--tune uses seeds >= {FIRST_TUNING_SEED} (below are the measurement seeds), "
+                     f"got --first-seed {args.first_seed}")
+    if args.out is None:
+        args.out = RESULTS / ("tabulated_tuning.json" if args.tune else "tabulated.json")
+    if args.tune:
+        tune(args)
+        return
 
     space, scores, raw = load_table(args.table)
     ranked = sorted(scores.values(), reverse=True)
     n = len(ranked)
-    best = ranked[0]
-    top1 = ranked[max(1, math.ceil(0.01 * n)) - 1]
+    best, top1 = thresholds(scores)
     n_best = sum(s >= best for s in ranked)
     n_top1 = sum(s >= top1 for s in ranked)
     start = time.perf_counter()
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    traces = {"GA (eaSimple)": [run_ga(space, scores, s, args) for s in seeds],
+    traces = {ga_row(args): [run_ga(space, scores, s, args) for s in seeds],
               "random search": [run_random(space, scores, s, None) for s in seeds],
               "brute force, shuffled": [run_brute(space, scores, s) for s in seeds]}
     grid_trace = run_brute(space, scores, None)
@@ -185,7 +331,7 @@ def main() -> None:
     for name, row in rows.items():
         total = row["evaluations"]["median"]
         print(f"{name:<26}{fmt(row['best']):>28}{fmt(row['top1']):>28}{total:>12.0f}")
-    ga = rows["GA (eaSimple)"]["top1"]["median"]
+    ga = rows[ga_row(args)]["top1"]["median"]
     ratios = {}
     if ga:
         ratios = {
@@ -201,9 +347,7 @@ def main() -> None:
           f"network in {give_up_row['found_top1']}/{args.seeds} runs, the best in "
           f"{give_up_row['found_best']}/{args.seeds}")
     report = {
-        "command": "python benchmarks/tabulated.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k not in ("out", "table")),
+        "command": command_line(args),
         "table": str(args.table), "distinct": n, "grid_size": raw["grid_size"],
         "best": best, "n_best": n_best, "top1_threshold": top1, "n_top1": n_top1,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

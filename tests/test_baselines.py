@@ -104,6 +104,6 @@ def test_tabulated_benchmark_runs_on_the_committed_table(tmp_path, monkeypatch):
                                       "--out", str(out)])
     tabulated.main()
     report = json.loads(out.read_text())
-    assert set(report["results"]) == {"GA (eaSimple)", "random search", "brute force, shuffled",
-                                      "brute force, grid order"}
+    assert set(report["results"]) == {"GA (eaMuPlusLambda)", "random search",
+                                      "brute force, shuffled", "brute force, grid order"}
     assert report["results"]["brute force, grid order"]["evaluations"]["median"] == len(scores)
