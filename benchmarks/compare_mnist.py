@@ -42,7 +42,7 @@ def _hparams_space(size: str, path: Path) -> Path:
 
     if size == "conv":
         space = cnn_space(conv_blocks=(1,), filters=(8,), kernel_size=(5,), pooling=("max",),
-                          dense=(0,))
+                          dense=(0,), convs_per_block=(1,), batch_norm=(False,), conv_dropout=(0.0,))
     else:
         space = mlp_space(layers=1, neurons=(int(size),), batch_norm=(False,), use_bias=(True,))
     path.write_text(space.to_json())

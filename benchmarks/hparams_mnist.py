@@ -15,6 +15,13 @@ after its last finished generation; a larger ``--ngen`` extends a finished run.
 
 To reproduce: ``python benchmarks/hparams_mnist.py --population 24 --ngen 15 --seed 0
 --max-training-time 90 --mutate perturb`` (about 2 hours on 2 cores).
+
+Multi-fidelity (``--fidelity 0.25,1 --promote 0.34``): each generation trains every new genome
+to the first budget (in epochs) and promotes the best fraction rung by rung, resuming from the
+lower rung's weights (:class:`deapnn.core.fidelity.MultiFidelity`). Run the same command with
+and without it (same ``--seed`` and ``--population``, another ``--run-dir`` and ``--out``) to
+compare: the report lists the trainings at each rung, the wall times and the best validation
+and test accuracies.
 """
 
 from __future__ import annotations
@@ -33,9 +40,11 @@ RESULTS = Path(__file__).parent / "results"
 
 def _command(args: argparse.Namespace) -> str:
     """The command line that reproduces this run."""
-    return "python benchmarks/hparams_mnist.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if k not in ("out", "run_dir") and v is not None)
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0].endswith(".py") else "hparams_mnist.py"
+    return f"python benchmarks/{script} " + " ".join(
+        f"--{k.replace('_', '-')} {','.join(f'{b:g}' for b in v) if isinstance(v, tuple) else v}"
+        for k, v in vars(args).items()
+        if k not in ("out", "run_dir", "space") and v is not None)
 
 
 def config_of(args: argparse.Namespace):
@@ -43,7 +52,8 @@ def config_of(args: argparse.Namespace):
     from deapnn.jobs.hparams import HparamsConfig
 
     return HparamsConfig(
-        data="mnist", space="mlp", population=args.population, ngen=args.ngen, cxpb=args.cxpb,
+        data="mnist", space=getattr(args, "space", "mlp"), fidelity=args.fidelity,
+        promote=args.promote, population=args.population, ngen=args.ngen, cxpb=args.cxpb,
         mutpb=args.mutpb, mate=args.mate, mutate=args.mutate, tournsize=args.tournsize,
         indpb=args.indpb, sigma=args.sigma, novel=True, epochs=1,
         max_training_time=args.max_training_time, lr_schedule=args.lr_schedule,
@@ -70,9 +80,15 @@ def run(args: argparse.Namespace) -> dict:
     result = run_hparams(folder, config)
     folder.set_status("finished")
     best = result["train_best"]
-    rows = [("best 1-epoch validation accuracy", f"{result['best_fitness'][0]:.4f}"),
+    rungs = result.get("rungs") or []
+    rows = [("best validation accuracy (search)", f"{result['best_fitness'][0]:.4f}"),
+            ("train_best validation accuracy", f"{best['val_accuracy']:.4f}"),
             ("train_best test accuracy", f"{best['test_accuracy']:.4f}"),
-            ("distinct evaluations", str(result["evaluations"])),
+            ("distinct genomes", str(result.get("genomes", result["evaluations"]))),
+            ("trainings (all rungs)", str(result["evaluations"]))]
+    rows += [(f"trainings at rung {r['rung']} ({r['budget']:g} epochs)", str(r["trainings"]))
+             for r in rungs]
+    rows += [
             ("evolution wall time (min)", f"{result['evolve_seconds'] / 60:.1f}"),
             ("train_best wall time (min)", f"{best['seconds'] / 60:.1f}"),
             ("total wall time (min)", f"{result['wall_seconds'] / 60:.1f}")]
@@ -91,6 +107,8 @@ def run(args: argparse.Namespace) -> dict:
         "train_best": {**best, "model_path": str(folder.file("best.keras")),
                        "genome_path": str(folder.file("best.json"))},
         "distinct_evaluations": result["evaluations"],
+        "distinct_genomes": result.get("genomes"),
+        "rungs": rungs,
         "cache_hits": result["cache_hits"],
         "failures": result["failures"],
         "seconds": {"evolve": result["evolve_seconds"], "train_best": best["seconds"],
@@ -99,8 +117,16 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+def _fidelity(text: str):
+    """``--fidelity``: increasing budgets ``0.25,1``, or ``none`` (one training per genome)."""
+    from deapnn.cli.common import budgets
+
+    return None if text.lower() in ("none", "off") else budgets(text)
+
+
+def make_parser(description: str = __doc__, **defaults) -> argparse.ArgumentParser:
+    """The script's flags; ``defaults`` overrides some (benchmarks/cnn_mnist.py)."""
+    parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--population", type=int, default=16)
     parser.add_argument("--ngen", type=int, default=5, help="generations after the first")
@@ -116,11 +142,17 @@ def main() -> None:
     parser.add_argument("--hof", type=int, default=5, help="hall of fame size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-training-time", type=float, default=45.0,
-                        help="seconds per 1-epoch evaluation")
+                        help="seconds per evaluation (per rung with --fidelity)")
     parser.add_argument("--steps-per-execution", type=int, default=32)
     parser.add_argument("--lr-schedule", default="linear", choices=["constant", "linear", "cosine"],
                         help="learning rate over each 1-epoch evaluation (and train_best): "
-                             "decayed to 0 (budget-aware, default) or constant")
+                             "decayed to 0 (budget-aware, default) or constant; with --fidelity "
+                             "it decays over the top rung's budget")
+    parser.add_argument("--fidelity", type=_fidelity, default=None, metavar="B0,B1,...",
+                        help="multi-fidelity: increasing budgets in epochs, e.g. 0.25,1; "
+                             "none: every genome one epoch (--epochs 1)")
+    parser.add_argument("--promote", type=float, default=0.5,
+                        help="with --fidelity: fraction of each rung promoted (default 0.5)")
     parser.add_argument("--best-epochs", type=int, default=40)
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--best-time", type=float, default=900.0,
@@ -129,6 +161,12 @@ def main() -> None:
                         help="the run folder (checkpoint, store, logbook, figures, best model); "
                              "if it holds this run already, the run resumes from it")
     parser.add_argument("--out", type=Path, default=RESULTS / "hparams_mnist.json")
+    parser.set_defaults(**defaults)
+    return parser
+
+
+def main(parser: argparse.ArgumentParser | None = None, title: str = "MNIST MLP") -> None:
+    parser = parser or make_parser()
     args = parser.parse_args()
     import json
 
@@ -138,7 +176,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")
     png = args.out.with_suffix(".png")
-    plot_logbook(report["logbook"], title="MNIST, 1-epoch validation accuracy by generation",
+    plot_logbook(report["logbook"], title=f"{title}, best validation accuracy by generation",
                  ylabel="validation accuracy", path=png)
     print(f"wrote {args.out} and {png}")
 

@@ -18,6 +18,7 @@ only the Keras edge functions do, when they are called.
 from deapnn import core, data, hparams, keras, parallel, weights  # noqa: F401  (creator types at import)
 from deapnn.core.cache import EvaluationCache
 from deapnn.core.checkpoint import CheckpointError, load_checkpoint
+from deapnn.core.fidelity import MultiFidelity
 from deapnn.core.failures import Failure, SetupError, is_failure
 from deapnn.core.loop import evolve
 from deapnn.core.store import EvaluationStore
@@ -57,6 +58,7 @@ __all__ = [
     "load_checkpoint",
     "Failure",
     "FloatRange",
+    "MultiFidelity",
     "GenomeBase",
     "IntRange",
     "SearchSpace",

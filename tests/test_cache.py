@@ -257,3 +257,14 @@ def test_a_kill_mid_generation_loses_no_finished_evaluation(tmp_path):
     cache.attach(path, "killed-run")
     assert cache.map()(cache, [(i,) for i in range(10)]) == [(float(i),) for i in range(10)]
     assert calls == [6, 7, 8, 9]  # the six finished before the kill were not re-evaluated
+
+
+def test_lookup_answers_from_records_and_the_store_without_counting(tmp_path):
+    store = EvaluationStore(tmp_path / "s.sqlite")
+    first = EvaluationCache(lambda ind: (float(sum(ind)),), store=store)
+    first.record(((1, 2), "rung", 0), (3.0,))  # a multi-fidelity rung key
+    assert first.lookup(((1, 2), "rung", 0)) == (3.0,) and first.lookup(((1, 2), "rung", 1)) is None
+    second = EvaluationCache(first.evaluate)
+    second.attach(store, first.fingerprint)
+    assert second.lookup(((1, 2), "rung", 0)) == (3.0,)  # from the store
+    assert second.hits == second.misses == 0

@@ -3,9 +3,12 @@ library's hyperparameter job in a run folder; run to one generation and run agai
 resumes the folder and keeps its logbook, cache and wall time."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from deapnn.data import load_mnist
 
@@ -36,3 +39,21 @@ def test_hparams_mnist_resumes_its_run_folder(tmp_path):
     assert Path(second["train_best"]["model_path"]).exists()
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["kind"] == "hparams" and run["status"] == "finished" and run["config"]["ngen"] == 2
+
+
+def test_hparams_mnist_and_cnn_mnist_take_fidelity_budgets():
+    import hparams_mnist
+
+    args = hparams_mnist.make_parser().parse_args(["--fidelity", "0.25,1", "--promote", "0.34"])
+    config = hparams_mnist.config_of(args)
+    assert config.space == "mlp" and config.fidelity == (0.25, 1.0) and config.promote == 0.34
+    plain = hparams_mnist.config_of(hparams_mnist.make_parser().parse_args(["--fidelity", "none"]))
+    assert plain.fidelity is None
+    cnn = hparams_mnist.make_parser(space="cnn", fidelity=(0.25, 1.0)).parse_args([])
+    assert hparams_mnist.config_of(cnn).space == "cnn"
+    with pytest.raises(SystemExit):
+        hparams_mnist.make_parser().parse_args(["--fidelity", "1,0.5"])
+    done = subprocess.run([sys.executable, str(SCRIPT.with_name("cnn_mnist.py")), "--help"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(SCRIPT.parents[1])})
+    assert done.returncode == 0 and "--fidelity" in done.stdout and "CNN_SPACE" in done.stdout

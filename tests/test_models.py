@@ -91,12 +91,14 @@ def test_use_bias_and_build_from_a_plain_dict():
     assert model.count_params() == 4 * 16 + 16 * 3 + 3
 
 
+CNN = {"conv_blocks": 3, "convs_per_block": 1, "filters": 8, "kernel_size": 3,
+       "pooling": "max", "batch_norm": False, "activation": "relu", "conv_dropout": 0.0,
+       "dense": 32, "dropout": 0.1, "optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32}
+
+
 def test_cnn_genome_builds_and_pooling_stops_at_one_pixel():
     space = models.CNN_SPACE
-    genome = make_genome(space, {"conv_blocks": 3, "filters": 8, "kernel_size": 3,
-                                 "pooling": "max", "activation": "relu", "dense": 32,
-                                 "dropout": 0.1, "optimizer": "adam", "learning_rate": 1e-3,
-                                 "batch_size": 32})
+    genome = make_genome(space, CNN)
     model = models.build_cnn(genome, (8, 8), 10)
     convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
     assert [c.filters for c in convs] == [8, 16, 32]
@@ -104,6 +106,39 @@ def test_cnn_genome_builds_and_pooling_stops_at_one_pixel():
     assert _dense_units(model) == [32, 10]
     tiny = models.build_cnn(dict(genome.as_dict(), conv_blocks=1, pooling="none", dense=0), (8, 8, 1), 10)
     assert _dense_units(tiny) == [10]
+
+
+def test_cnn_space_has_the_genes_a_demanding_user_expects():
+    names = set(models.CNN_SPACE.names)
+    assert {"conv_blocks", "convs_per_block", "filters", "kernel_size", "pooling", "batch_norm",
+            "conv_dropout", "dense", "dropout", "optimizer", "learning_rate", "batch_size"} <= names
+    fixed = models.cnn_space(conv_blocks=[2], batch_norm=[True])
+    assert fixed.to_dict()  # a one-value gene is a valid space
+    genome = make_genome(fixed, dict(CNN, conv_blocks=2, batch_norm=True))
+    assert genome.as_dict()["conv_blocks"] == 2
+    with pytest.raises(ValueError, match="conv_blocks"):
+        make_genome(fixed, dict(CNN, conv_blocks=3))
+
+
+def test_cnn_blocks_batch_norm_and_dropout_build_the_layers_they_name():
+    genome = dict(CNN, conv_blocks=2, convs_per_block=2, batch_norm=True, conv_dropout=0.2,
+                  kernel_size=5, dense=64, pooling="avg")
+    model = models.build_cnn(genome, (8, 8), 10)
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    assert [(c.name, c.filters, c.kernel_size, c.use_bias) for c in convs] == [
+        ("conv0", 8, (5, 5), False), ("conv0_1", 8, (5, 5), False),
+        ("conv1", 16, (5, 5), False), ("conv1_1", 16, (5, 5), False)]
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("BatchNormalization") == 5          # 4 convolutions + the dense head
+    assert type(model.get_layer("pool1")).__name__ == "AveragePooling2D"
+    assert model.get_layer("block_dropout1").rate == pytest.approx(0.2)
+    assert _dense_units(model) == [64, 10]
+    # DeepEvolve's original genes alone still build (one convolution per block, no batch norm)
+    old = {k: CNN[k] for k in ("conv_blocks", "filters", "kernel_size", "pooling", "activation",
+                               "dense", "dropout")}
+    plain = models.build_cnn(old, (8, 8), 10)
+    assert [type(layer).__name__ for layer in plain.layers].count("BatchNormalization") == 0
+    assert len([layer for layer in plain.layers if type(layer).__name__ == "Conv2D"]) == 3
 
 
 def test_make_optimizer_uses_the_genomes_optimizer_and_learning_rate():

@@ -81,10 +81,30 @@ def test_evaluation_is_reproducible_and_leaves_the_ga_random_streams_alone():
 
 def test_cnn_genome_trains():
     genome = make_genome(models.CNN_SPACE, {
-        "conv_blocks": 2, "filters": 8, "kernel_size": 3, "pooling": "max", "activation": "relu",
-        "dense": 32, "dropout": 0.0, "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 64})
+        "conv_blocks": 2, "convs_per_block": 1, "filters": 8, "kernel_size": 3, "pooling": "max",
+        "batch_norm": False, "activation": "relu", "conv_dropout": 0.0, "dense": 32,
+        "dropout": 0.0, "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 64})
     record = dkeras.KerasEvaluator(DIGITS, models.build_cnn, max_epochs=1).evaluate(genome)
     assert not record.failed and 0.2 < record.score <= 1.0    # twice chance after one epoch
+
+
+def test_cnn_genome_builds_trains_and_is_saved_by_train_best(tmp_path):
+    import keras
+
+    genome = make_genome(models.CNN_SPACE, {
+        "conv_blocks": 2, "convs_per_block": 2, "filters": 8, "kernel_size": 3, "pooling": "max",
+        "batch_norm": True, "activation": "relu", "conv_dropout": 0.1, "dense": 32,
+        "dropout": 0.1, "optimizer": "adam", "learning_rate": 3e-3, "batch_size": 16})
+    evaluator = dkeras.KerasEvaluator(DIGITS, models.build_cnn, max_epochs=1)
+    result = dkeras.train_best(genome, evaluator, epochs=3, patience=1, path=tmp_path / "cnn")
+    assert result.model_path.is_file() and 0.3 < result.test_accuracy <= 1.0
+    saved = json.loads(result.genome_path.read_text())
+    assert saved["genome"] == genome.as_dict() and saved["space"] is not None
+    reloaded = keras.models.load_model(result.model_path)
+    assert sum(type(layer).__name__ == "Conv2D" for layer in reloaded.layers) == 4
+    ds = data.get_dataset(DIGITS)
+    scores = reloaded.evaluate(ds.x_test, ds.y_test, batch_size=1024, verbose=0, return_dict=True)
+    assert scores["accuracy"] == pytest.approx(result.test_accuracy, abs=1e-6)
 
 
 def test_time_limit_stops_training():

@@ -57,6 +57,22 @@ def positive_float(text: str) -> float:
     return value
 
 
+def budgets(text: str) -> tuple[float, ...]:
+    """argparse type of ``--fidelity``: comma-separated, increasing budgets in epochs
+    (``0.25,1,3``), checked by :func:`deapnn.core.fidelity.check_budgets`."""
+    from deapnn.core.fidelity import check_budgets
+
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers "
+                                         f"of epochs, such as 0.25,1,3") from None
+    try:
+        return check_budgets(values)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_common(parser: argparse.ArgumentParser, *, budget_default: str | None,
                data: bool = True, out: bool = True) -> None:
     """The flags every job has: data, seed, parallelism, budget, console, output folder."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from deapnn.cli.common import add_common, config_from_args, new_folder, positive_float, run_job
+from deapnn.cli.common import add_common, budgets, config_from_args, new_folder, positive_float, \
+    run_job
 
 HELP = "evolve a network's hyperparameters (MLP or CNN space), then train_best the fittest"
 DESCRIPTION = """\
@@ -16,6 +17,7 @@ gets --evolve-fraction of it and train_best the rest. Everything goes to the run
 figures. Ctrl-C keeps the last finished generation: continue with `deapnn resume RUN_DIR`.
 
 example: deapnn hparams --data digits --population 8 --ngen 5 --budget 5m
+         deapnn hparams --space cnn --fidelity 0.25,1,3 --promote 0.34 --population 12
 """
 
 
@@ -52,6 +54,13 @@ def add_parser(subparsers: argparse._SubParsersAction, parser_class: type) -> No
                    help="time limit per genome (default: a third of the evolution budget's share "
                         "per genome, or 120 s)")
     g.add_argument("--lr-schedule", choices=("constant", "linear", "cosine"), default="linear")
+    g.add_argument("--fidelity", type=budgets, default=None, metavar="B0,B1,...",
+                   help="multi-fidelity: increasing training budgets in epochs (fractions "
+                        "allowed), e.g. 0.25,1,3; each generation trains every new genome to B0 "
+                        "and promotes the best --promote fraction rung by rung, resuming from the "
+                        "lower rung's weights (--epochs is then unused)")
+    g.add_argument("--promote", type=float, default=0.5,
+                   help="with --fidelity: the fraction of a rung promoted to the next (default 0.5)")
     g = p.add_argument_group("stopping")
     g.add_argument("--target", type=float, default=None, help="stop once the best reaches this")
     g.add_argument("--patience", type=int, default=None,

@@ -5,6 +5,7 @@ checkpoints, and plots."""
 from deapnn.core import types  # noqa: F401  (creates the creator fitness types at import time)
 from deapnn.core.cache import EvaluationCache
 from deapnn.core.checkpoint import CheckpointError, load_checkpoint
+from deapnn.core.fidelity import MultiFidelity
 from deapnn.core.failures import Failure, SetupError, is_failure
 from deapnn.core.loop import evolve
 from deapnn.core.seeding import seed
@@ -16,6 +17,7 @@ __all__ = [
     "EvaluationCache",
     "EvaluationStore",
     "Failure",
+    "MultiFidelity",
     "SetupError",
     "StoreError",
     "evolve",

@@ -125,6 +125,12 @@ class EvaluationCache:
         self.store, self.fingerprint = store, fingerprint
         self._stored = store.answers(fingerprint)
 
+    def lookup(self, key: Hashable) -> tuple[float, ...] | None:
+        """The fitness recorded for ``key`` (by this run, or a finished row of the attached
+        store), else None. Counts nothing: callers that answer an evaluation with it count the
+        hit (:class:`deapnn.core.fidelity.MultiFidelity` looks up rung keys this way)."""
+        return self._lookup(key)
+
     def _lookup(self, key: Hashable) -> tuple[float, ...] | None:
         found = self.records.get(key)
         if found is None and self.store is not None:

@@ -9,6 +9,11 @@ trained by :func:`deapnn.keras.train_best` with early stopping and scored once o
 
 With a ``budget``, the evolution stops after the generation that reaches ``evolve_fraction`` of
 it and ``train_best`` gets the rest.
+
+With ``fidelity`` (budgets in epochs, e.g. ``(0.25, 1, 3)``) each generation is evaluated by
+successive halving (:class:`deapnn.core.fidelity.MultiFidelity`): every new genome is trained
+to the first budget, the best ``promote`` fraction continues to the next, and so on; ``epochs``
+is then unused. Lower-rung training states are kept in the run folder's ``rungs/``.
 """
 
 from __future__ import annotations
@@ -65,8 +70,20 @@ class HparamsConfig:
     seed: int = 0
     workers: int = 1
     backend: str = "serial"
+    fidelity: tuple[float, ...] | None = None
+    promote: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.fidelity is not None:
+            from deapnn.core.fidelity import check_budgets
+
+            try:
+                self.fidelity = check_budgets(tuple(self.fidelity))
+            except (TypeError, ValueError) as exc:
+                raise BadInput(f"--fidelity: {exc}") from exc
+        if isinstance(self.promote, bool) or not isinstance(self.promote, (int, float)) \
+                or not 0.0 < self.promote < 1.0:
+            raise BadInput(f"--promote must be a fraction in (0, 1), got {self.promote!r}")
         for name in ("population", "ngen", "epochs", "best_epochs", "hof", "workers", "tournsize"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "ngen" else 1):
@@ -178,6 +195,22 @@ def _genealogy(history: Any, best: Any, cache: Any, space: Any) -> dict:
     return {"best": index, "tree": {i: list(p) for i, p in tree.items()}, "nodes": nodes}
 
 
+def _is_rung_key(key: Any) -> bool:
+    return isinstance(key, tuple) and len(key) == 3 and key[1] == "rung"
+
+
+def _rung_counts(fidelity: Any) -> list[dict[str, Any]] | None:
+    """``[{"rung", "budget", "trainings", "seconds"}]`` of a multi-fidelity run, else None."""
+    if fidelity is None:
+        return None
+    out = []
+    for rung, budget in enumerate(fidelity.budgets):
+        done = [e for e in fidelity.log if e["rung"] == rung]
+        out.append({"rung": rung, "budget": budget, "trainings": len(done),
+                    "seconds": sum(e["seconds"] or 0.0 for e in done)})
+    return out
+
+
 def run_hparams(folder: RunFolder, config: HparamsConfig, *, quiet: bool = False,
                 data: Any = None, label: str = "hparams", log=print) -> dict:
     """Run (or resume) a hyperparameter job in ``folder``; returns the result (also ``result.json``).
@@ -220,6 +253,13 @@ def run_hparams(folder: RunFolder, config: HparamsConfig, *, quiet: bool = False
         steps_per_execution=config.steps_per_execution,
         objectives=("score", "params") if config.params_objective else ("score",))
     toolbox = make_hparams_toolbox(config, space, evaluator)
+    fidelity = None
+    if config.fidelity is not None:
+        from deapnn.core.fidelity import MultiFidelity
+
+        fidelity = MultiFidelity(evaluator, config.fidelity, config.promote,
+                                 folder=folder.file("rungs"))
+        fidelity.install(toolbox)
     history = tools.History()
     toolbox.decorate("mate", history.decorator)
     toolbox.decorate("mutate", history.decorator)
@@ -269,7 +309,8 @@ def run_hparams(folder: RunFolder, config: HparamsConfig, *, quiet: bool = False
             populations[gen] = [ind.as_dict() for ind in population]
             folder.write_json("populations.json", populations)
             if config.params_objective:
-                folder.write_json("evaluated.json", [list(f) for f in toolbox.cache.records.values()])
+                folder.write_json("evaluated.json", [list(f) for k, f in toolbox.cache.records.items()
+                                                     if not _is_rung_key(k)])
             best = max(hof, key=lambda ind: ind.fitness.values[0]) if len(hof) else None
             if best is not None:
                 folder.write_json("genealogy.json", _genealogy(history, best, toolbox.cache, space))
@@ -291,6 +332,10 @@ def run_hparams(folder: RunFolder, config: HparamsConfig, *, quiet: bool = False
             checkpoint=checkpoint, **mu_lambda, **extras)
     cache = toolbox.cache
     best = max(hof, key=lambda ind: ind.fitness.values[0])
+    rungs = _rung_counts(fidelity)
+    if rungs:
+        say(f"{label}: trainings per rung (epochs: count) " + ", ".join(
+            f"{r['budget']:g}: {r['trainings']}" for r in rungs))
     say(f"{label}: {done} generations ({stop_reason}), {cache.misses} distinct evaluations, "
         f"{len(cache.failures)} failures, best validation score {best.fitness.values[0]:.4f}, "
         f"{format_seconds(elapsed)}")
@@ -319,6 +364,8 @@ def run_hparams(folder: RunFolder, config: HparamsConfig, *, quiet: bool = False
         "objectives": ["validation accuracy", "weights"] if config.params_objective
         else ["validation accuracy"],
         "evaluations": cache.misses,
+        "genomes": sum(1 for k in cache.records if not _is_rung_key(k)),
+        "rungs": rungs,
         "cache_hits": cache.hits,
         "failures": len(cache.failures),
         "failure_reasons": sorted(set(cache.failures.values()))[:20],

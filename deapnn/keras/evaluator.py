@@ -1,5 +1,8 @@
 """Fitness of a hyperparameter genome: train its Keras network, score it on validation data.
 
+(:meth:`KerasEvaluator.train_budget` trains to a budget in epochs and resumes a saved lower
+budget: the multi-fidelity rungs of :mod:`deapnn.core.fidelity`.)
+
 :class:`KerasEvaluator` is a module-level, picklable callable ``genome -> fitness``: it builds
 the network a genome describes, trains it for ``max_epochs`` under a per-model
 ``max_training_time``, scores it on the validation split and clears the Keras session.
@@ -35,7 +38,7 @@ from deapnn.data import Dataset, DatasetLike, get_dataset
 from deapnn.keras.models import LR_SCHEDULES, _keras, build_mlp, genome_values, make_optimizer
 
 
-__all__ = ["KerasEvaluator", "TrainingRecord", "check_builder", "genome_seed"]
+__all__ = ["KerasEvaluator", "TrainingRecord", "budget_steps", "check_builder", "genome_seed"]
 
 BuildFn = Callable[[Any, Sequence[int], int], Any]
 _OBJECTIVES = ("score", "params")
@@ -52,6 +55,65 @@ def genome_seed(genome: Any, base: int = 0) -> int:
         tuple(sorted(genome_values(genome).items()))
     digest = hashlib.sha256(repr(key).encode()).digest()
     return (int.from_bytes(digest[:4], "big") + int(base)) % (2**31 - 1)
+
+
+def budget_steps(budget: float, n_train: int, batch_size: int) -> int:
+    """Optimizer steps of a budget of ``budget`` epochs: ``round(budget * n_train / batch_size)``,
+    at least 1 (an epoch is ``n_train`` examples; batches run on across epoch boundaries)."""
+    return max(1, int(round(float(budget) * n_train / batch_size)))
+
+
+def _batch_indices(seed: int, n: int, start: int, stop: int, batch_size: int) -> Any:
+    """Example indices of global training steps ``start .. stop - 1``.
+
+    The examples are an endless stream of permutations of ``range(n)``, the ``e``-th drawn from
+    ``numpy.random.default_rng([seed, e])``; step ``s`` takes stream positions
+    ``s * batch_size .. (s + 1) * batch_size - 1``. So training steps ``0..a`` and then ``a..b``
+    sees exactly the batches of training ``0..b`` at once.
+    """
+    import numpy as np
+
+    first, last = start * batch_size, stop * batch_size
+    parts = []
+    for epoch in range(first // n, (last - 1) // n + 1):
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        lo, hi = max(first - epoch * n, 0), min(last - epoch * n, n)
+        parts.append(perm[lo:hi])
+    return np.concatenate(parts)
+
+
+def save_training_state(path: Any, model: Any, steps: int) -> None:
+    """Write a model's weights, its optimizer's variables and ``steps`` to one ``.npz`` file
+    (atomically: a temporary file renamed), for :meth:`KerasEvaluator.train_budget` to resume."""
+    import os
+
+    import numpy as np
+
+    path = str(path)
+    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"o{i}": v.numpy() for i, v in enumerate(model.optimizer.variables)})
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    np.savez(tmp, steps=np.asarray(steps), **arrays)
+    os.replace(tmp, path)
+
+
+def load_training_state(path: Any, model: Any) -> int:
+    """Restore what :func:`save_training_state` wrote into a freshly built, compiled ``model``
+    (same builder, same genome); returns the steps the saved model had been trained."""
+    import numpy as np
+
+    with np.load(str(path)) as saved:
+        weights = [saved[f"w{i}"] for i in range(sum(1 for k in saved.files if k[0] == "w"))]
+        optimizer = [saved[f"o{i}"] for i in range(sum(1 for k in saved.files if k[0] == "o"))]
+        steps = int(saved["steps"])
+    model.set_weights(weights)
+    model.optimizer.build(model.trainable_variables)
+    if len(model.optimizer.variables) != len(optimizer):
+        raise ValueError(f"{path}: {len(optimizer)} optimizer variables saved, the model's "
+                         f"optimizer has {len(model.optimizer.variables)}")
+    for variable, value in zip(model.optimizer.variables, optimizer):
+        variable.assign(value)
+    return steps
 
 
 def _reason(error: BaseException, limit: int = 300) -> str:
@@ -184,6 +246,11 @@ class TrainingRecord:
         timed_out: whether ``max_training_time`` stopped training.
         reason: why the model failed, else None.
         history: Keras's per-epoch training logs.
+        steps: optimizer steps the model has been trained in all (with a budget
+            (:meth:`KerasEvaluator.train_budget`), including the steps of the run it resumed);
+            None when not counted.
+        start_steps: optimizer steps the model had already been trained when this evaluation
+            resumed it (0 when trained from scratch).
     """
 
     fitness: tuple[float, ...]
@@ -194,6 +261,8 @@ class TrainingRecord:
     timed_out: bool
     reason: str | None = None
     history: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    steps: int | None = None
+    start_steps: int = 0
 
     @property
     def failed(self) -> bool:
@@ -239,6 +308,10 @@ class KerasEvaluator:
     Raises:
         SetupError: If ``build`` cannot be called as ``build(genome, input_shape, n_classes)``;
             on the first evaluation, if Keras knows no metric ``metric`` or loss ``loss``.
+
+    Multi-fidelity: :meth:`train_budget` trains a genome to a budget in epochs (fractions
+    allowed), resuming a lower budget's saved weights and optimizer state, for
+    :class:`deapnn.core.fidelity.MultiFidelity`; calling the evaluator trains ``max_epochs``.
 
     Randomness: Keras's initialisers, dropout and shuffling, seeded per genome by
     ``keras.utils.set_random_seed``; Python's and numpy's global states are restored afterwards,
@@ -343,12 +416,17 @@ class KerasEvaluator:
         """The fitness of ``genome``: a tuple, or a ``Failure`` with the reason."""
         return self.evaluate(genome).fitness
 
-    def compile(self, model: Any, genome: Any) -> Any:
-        """Compiles an uncompiled ``model`` with the genome's optimizer, ``loss`` and ``metric``."""
+    #: :meth:`train_budget` trains for any positive number of epochs, fractions included.
+    fractional_budgets = True
+
+    def compile(self, model: Any, genome: Any, steps: int | None = None) -> Any:
+        """Compiles an uncompiled ``model`` with the genome's optimizer, ``loss`` and ``metric``;
+        a decaying learning rate decays over ``steps`` (default: ``max_epochs`` epochs)."""
         if not getattr(model, "compiled", False):
             metrics = [] if self.metric == "loss" else [self.metric]
-            steps = self.max_epochs * math.ceil(len(self.dataset.x_train)
-                                                / self._batch_size(genome))
+            if steps is None:
+                steps = self.max_epochs * math.ceil(len(self.dataset.x_train)
+                                                    / self._batch_size(genome))
             model.compile(optimizer=make_optimizer(genome, schedule=self.lr_schedule,
                                                    steps=steps),
                           loss=self.loss, metrics=metrics,
@@ -425,3 +503,104 @@ class KerasEvaluator:
                               history)
 
 
+
+    def train_budget(self, genome: Any, budget: float, *, total: float | None = None,
+                     resume: Any = None, save: Any = None) -> TrainingRecord:
+        """Trains ``genome``'s network up to ``budget`` epochs in all (fractions allowed) and
+        scores it; the multi-fidelity rungs of :mod:`deapnn.core.fidelity` call this.
+
+        Training is measured in optimizer steps (:func:`budget_steps`) over an endless stream
+        of seeded permutations of the training set, so resuming a model saved after ``a``
+        steps and training on to ``b`` sees the same batches as training ``b`` steps at once.
+
+        Args:
+            genome: the genome.
+            budget: epochs of training the model has in all after this call (> 0).
+            total: the largest budget of the run (default ``budget``): a decaying
+                ``lr_schedule`` decays over it, so a resumed model continues on one schedule.
+            resume: a file written by an earlier call's ``save`` (a lower budget) to continue
+                from: weights, optimizer state and steps. A missing file trains from scratch.
+            save: where to write the trained model's state (:func:`save_training_state`).
+
+        Returns:
+            A :class:`TrainingRecord` with ``steps`` (in all) and ``start_steps``; a failure
+            is a ``Failure`` fitness as in :meth:`evaluate`. ``max_training_time`` limits the
+            steps of this call.
+
+        Raises:
+            ValueError: for a budget that is not a positive number. (A resumed model already
+                trained as many steps as ``budget`` asks is scored without training.)
+            SetupError: as :meth:`evaluate`.
+
+        Randomness: as :meth:`evaluate`; batch order from ``numpy.random.default_rng`` seeded
+        with the genome's seed and the epoch number.
+        """
+        import os
+
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0 \
+                or not math.isfinite(budget):
+            raise ValueError(f"budget must be a positive number of epochs, got {budget!r}")
+        total = budget if total is None else total
+        keras = _keras()
+        check_metric(self.metric, self.loss)
+        try:
+            data = self.dataset
+        except Exception as exc:  # no genome could be evaluated: the setup is wrong
+            raise SetupError(f"the dataset could not be loaded: {type(exc).__name__}: "
+                             f"{exc}") from exc
+        start = time.monotonic()
+        params: int | None = None
+        score: float | None = None
+        history: dict[str, list[float]] = {}
+        callbacks = training_callbacks(self.max_training_time)
+        guard = callbacks[0]
+        reason: str | None = None
+        batch_size = self._batch_size(genome)
+        n = len(data.x_train)
+        stop = budget_steps(budget, n, batch_size)
+        first = trained = 0
+        seed = genome_seed(genome, self.seed)
+        try:
+            with _seeded(seed):
+                model = self.compile(self.build(genome, data.input_shape, data.n_classes),
+                                     genome, steps=budget_steps(total, n, batch_size))
+                params = int(model.count_params())
+                if resume is not None and os.path.exists(resume):
+                    first = load_training_state(resume, model)
+                if stop > first:  # (rounding can make two close budgets the same steps)
+                    index = _batch_indices(seed, n, first, stop, batch_size)
+                    fit = model.fit(data.x_train[index], data.y_train[index],
+                                    batch_size=batch_size, epochs=1, callbacks=callbacks,
+                                    shuffle=False, verbose=self.verbose)
+                    history = {k: [float(x) for x in v] for k, v in fit.history.items()}
+                trained = int(model.optimizer.iterations)
+                if guard.timed_out and self.fail_on_timeout:
+                    reason = f"time limit of {self.max_training_time}s reached"
+                else:
+                    results = model.evaluate(data.x_val, data.y_val,
+                                             batch_size=max(batch_size, 256), verbose=0,
+                                             return_dict=True)
+                    if self.metric not in results:
+                        raise SetupError(f"metric {self.metric!r} is not in the model's "
+                                         f"results {sorted(results)}")
+                    score = float(results[self.metric])
+                    if not math.isfinite(score) or not math.isfinite(float(results["loss"])):
+                        reason = (f"non-finite validation {self.metric} ({score}) / loss "
+                                  f"({float(results['loss'])}): the model diverged")
+                if reason is None and save is not None:
+                    save_training_state(save, model, trained)
+        except SetupError:
+            raise
+        except Exception as error:  # noqa: BLE001 - recorded as a Failure, never hidden
+            nan_loss = guard.loss is not None and not math.isfinite(guard.loss)
+            reason = guard.nan_reason() if nan_loss else _reason(error)
+        finally:
+            keras.backend.clear_session()
+        seconds = time.monotonic() - start
+        if reason is not None:
+            fitness: tuple[float, ...] = Failure(self.failure, reason)
+        else:
+            fitness = tuple(score if o == "score" else float(params) for o in self.objectives)
+        return TrainingRecord(fitness, score, params, 1 if guard.loss is not None else 0,
+                              seconds, guard.timed_out, reason, history, steps=trained,
+                              start_steps=first)

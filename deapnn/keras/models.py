@@ -8,8 +8,10 @@ safe in any process.
   initializer, hidden activation, batch size, input dropout, neurons and dropout of 5 hidden
   layers, where 0 neurons means "no layer") plus learning rate, ``use_bias`` and batch
   normalisation. Built by :func:`build_mlp`.
-* :func:`cnn_space` / :data:`CNN_SPACE` - DeepEvolve-style convolutional networks: number of
-  conv blocks, filters, kernel size, pooling and a dense head. Built by :func:`build_cnn`.
+* :func:`cnn_space` / :data:`CNN_SPACE` - DeepEvolve-style convolutional networks, extended:
+  number of conv blocks and convolutions per block, filters, kernel size, pooling, batch
+  normalisation, block and head dropout, a dense head, optimizer, learning rate and batch size.
+  Built by :func:`build_cnn`.
 
 Any ``build_model(genome, input_shape, n_classes) -> keras.Model`` works with
 :class:`deapnn.keras.evaluator.KerasEvaluator`; :func:`build_mlp` and :func:`build_cnn` are two of them.
@@ -218,26 +220,35 @@ def build_mlp(genome: Any, input_shape: Sequence[int], n_classes: int) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- CNN
-def cnn_space(*, conv_blocks: GeneSpec = (1, 2, 3), filters: GeneSpec = (8, 16, 32, 64),
-              kernel_size: GeneSpec = (3, 5), pooling: GeneSpec = ("max", "avg", "none"),
-              activation: GeneSpec = ("relu", "elu", "tanh"), dense: GeneSpec = (0, 32, 64, 128, 256),
-              dropout: GeneSpec = DROPOUTS, optimizer: GeneSpec = OPTIMIZERS,
-              learning_rate: GeneSpec = (1e-4, 1e-2),
+def cnn_space(*, conv_blocks: GeneSpec = (1, 2, 3), convs_per_block: GeneSpec = (1, 2),
+              filters: GeneSpec = (8, 16, 32, 64), kernel_size: GeneSpec = (3, 5),
+              pooling: GeneSpec = ("max", "avg", "none"), batch_norm: GeneSpec = (False, True),
+              activation: GeneSpec = ("relu", "elu", "tanh"),
+              conv_dropout: GeneSpec = (0.0, 0.1, 0.2, 0.3),
+              dense: GeneSpec = (0, 32, 64, 128, 256), dropout: GeneSpec = DROPOUTS,
+              optimizer: GeneSpec = OPTIMIZERS, learning_rate: GeneSpec = (1e-4, 1e-2),
               batch_size: GeneSpec = BATCH_SIZES) -> SearchSpace:
-    """The CNN search space (DeepEvolve's convolutional genome).
+    """The CNN search space: DeepEvolve's convolutional genome, extended.
 
-    Arguments are genes, as in :func:`mlp_space`.
+    Arguments are genes, as in :func:`mlp_space`; pass one-element lists to fix a gene. Gene
+    order keeps the convolutional genes together, then the head, then training, so one-point
+    crossover tends to swap whole parts.
 
     Args:
-        conv_blocks: number of conv blocks (each: ``Conv2D`` then optional pooling).
+        conv_blocks: number of conv blocks (each: convolutions, then optional pooling and
+            dropout).
+        convs_per_block: ``Conv2D`` layers per block (2 is a VGG-style block).
         filters: filters of the first block; each further block doubles them.
         kernel_size: square kernel size of every convolution.
         pooling: ``"max"``, ``"avg"`` (2x2, while the image is at least 2x2) or ``"none"``.
+        batch_norm: a batch normalisation between each convolution (then without bias) and its
+            activation, and in the dense head.
         activation: activation of convolutions and the dense head.
+        conv_dropout: dropout rate after each block.
         dense: units of the dense head before the output; 0 means none.
         dropout: dropout rate before the output layer.
         optimizer: Keras optimizer names.
-        learning_rate: the optimizer's learning rate.
+        learning_rate: the optimizer's learning rate (log-uniform).
         batch_size: training batch sizes.
 
     Returns:
@@ -245,10 +256,13 @@ def cnn_space(*, conv_blocks: GeneSpec = (1, 2, 3), filters: GeneSpec = (8, 16, 
     """
     return SearchSpace([
         ("conv_blocks", _gene(conv_blocks)),
+        ("convs_per_block", _gene(convs_per_block)),
         ("filters", _gene(filters)),
         ("kernel_size", _gene(kernel_size)),
         ("pooling", _gene(pooling)),
+        ("batch_norm", _gene(batch_norm)),
         ("activation", _gene(activation)),
+        ("conv_dropout", _gene(conv_dropout)),
         ("dense", _gene(dense)),
         ("dropout", _gene(dropout)),
         ("optimizer", _gene(optimizer)),
@@ -257,16 +271,22 @@ def cnn_space(*, conv_blocks: GeneSpec = (1, 2, 3), filters: GeneSpec = (8, 16, 
     ])
 
 
-#: DeepEvolve-style CNN space.
+#: DeepEvolve-style CNN space, extended (blocks, convolutions per block, filters, kernel size,
+#: pooling, batch normalisation, dropout, dense head, optimizer, learning rate, batch size).
 CNN_SPACE = cnn_space()
 
 
 def build_cnn(genome: Any, input_shape: Sequence[int], n_classes: int) -> Any:
     """Builds the (uncompiled) Keras CNN a :func:`cnn_space` genome describes.
 
-    Grey images of shape ``(h, w)`` get a channel axis. Block ``b`` is a ``same``-padded
-    ``Conv2D`` with ``filters * 2**b`` filters, then 2x2 pooling while the feature map is at
-    least 2x2; then Flatten, the optional dense head, dropout and a softmax output.
+    Grey images of shape ``(h, w)`` get a channel axis. Block ``b`` has ``convs_per_block``
+    ``same``-padded ``Conv2D`` layers (named ``conv{b}`` and ``conv{b}_{j}`` for the further
+    ones) with ``filters * 2**b`` filters, each followed by batch normalisation (if
+    ``batch_norm``; the convolution then has no bias) and the activation; then 2x2 pooling
+    (``pool{b}``) while the feature map is at least 2x2, and dropout ``conv_dropout``. Then
+    Flatten, the optional dense head (``dense``, with batch normalisation if ``batch_norm``),
+    dropout and a softmax output. Genes a genome lacks take the defaults of DeepEvolve's genome:
+    one convolution per block, no batch normalisation, no block dropout.
 
     Args and return value as :func:`build_mlp`, for a :func:`cnn_space` genome and an
     ``input_shape`` of ``(h, w)`` or ``(h, w, channels)``.
@@ -282,20 +302,35 @@ def build_cnn(genome: Any, input_shape: Sequence[int], n_classes: int) -> Any:
     pooling = values.get("pooling") or "none"
     if pooling not in ("max", "avg", "none"):
         raise ValueError(f"pooling must be 'max', 'avg' or 'none', got {pooling!r}")
+    batch_norm = bool(values.get("batch_norm") or False)
+    convs = int(values.get("convs_per_block") or 1)
+    block_dropout = float(values.get("conv_dropout") or 0.0)
 
     inputs = keras.Input(shape=shape, name="input")
     x = layers.Reshape(shape + (1,), name="channels")(inputs) if len(shape) == 2 else inputs
     size = min(shape[:2])
     for b in range(int(values.get("conv_blocks") or 1)):
-        x = layers.Conv2D(int(values.get("filters") or 16) * 2 ** b, kernel, padding="same",
-                          activation=activation, name=f"conv{b}")(x)
+        for j in range(convs):
+            name = f"conv{b}" if j == 0 else f"conv{b}_{j}"
+            x = layers.Conv2D(int(values.get("filters") or 16) * 2 ** b, kernel, padding="same",
+                              use_bias=not batch_norm,
+                              activation=None if batch_norm else activation, name=name)(x)
+            if batch_norm:
+                x = layers.BatchNormalization(name=f"{name}_bn")(x)
+                x = layers.Activation(activation, name=f"{name}_act")(x)
         if pooling != "none" and size >= 2:
             pool = layers.MaxPooling2D if pooling == "max" else layers.AveragePooling2D
             x = pool(2, name=f"pool{b}")(x)
             size //= 2
+        if block_dropout:
+            x = layers.Dropout(block_dropout, name=f"block_dropout{b}")(x)
     x = layers.Flatten(name="flatten")(x)
     if values.get("dense"):
-        x = layers.Dense(int(values["dense"]), activation=activation, name="dense")(x)
+        x = layers.Dense(int(values["dense"]), use_bias=not batch_norm,
+                         activation=None if batch_norm else activation, name="dense")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name="dense_bn")(x)
+            x = layers.Activation(activation, name="dense_act")(x)
     if values.get("dropout"):
         x = layers.Dropout(float(values["dropout"]), name="dropout")(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="output")(x)
