@@ -1,11 +1,28 @@
-"""Seed 003's synthetic task: evolutionary vs neural vs Evo-NAS hybrid agents.
+"""Seed 003's synthetic task and far-coupled variants: evolution vs neural vs Evo-NAS vs random
+search vs ``eaSimple`` with ``mut_resample`` / ``mut_learned``.
 
-Each agent is a DEAP strategy driven by DEAP's unmodified ``eaGenerateUpdate`` on a deapnn
-toolbox (with its evaluation cache). The task: ``n`` decisions ``a_i`` in ``{1..n}``,
-``r(a) = (n+1) / (a_1^2 + sum (a_{k+1}-a_k)^2 + (a_n-(n+1))^2)``, maximum 1 at ``a_k = k``.
-Reports the best reward found after given numbers of generated individuals, averaged over seeds.
+The task: ``n`` decisions ``a_i`` in ``{1..n}``; the reward couples consecutive decisions of a
+*chain*, ``r = (n+1) / (c_1^2 + sum (c_{k+1}-c_k)^2 + (c_n-(n+1))^2)`` with ``c_k = a[order[k]]``,
+maximum 1 (:class:`deapnn.hparams.evonas.ChainReward`). Variants (``--variant``):
 
-To reproduce: ``python benchmarks/evonas_synthetic.py --n 10 --budget 3000 --seeds 20``
+* ``chain`` -- ``order = 0..n-1``: seed 003's task, neighbours coupled;
+* ``far`` -- ``order = 0, m, 1, m+1, ...`` (``m = ceil(n/2)``): every coupled pair is about
+  ``n/2`` decisions apart in the sequence the agents decide;
+* ``permuted`` -- a random permutation (``numpy.random.default_rng(1000 + n)``): couplings at
+  random distances.
+
+Agents: the three DEAP strategies of :mod:`deapnn.hparams.evonas` driven by DEAP's
+unmodified ``eaGenerateUpdate`` (every generated individual counts, duplicates included), uniform
+random search, and DEAP's unmodified ``eaSimple`` on ``deapnn.make_toolbox`` toolboxes with
+``mutate="resample"`` and ``mutate="learned"`` (distinct evaluations count: the toolbox's
+cache answers duplicates). Reports the mean best reward after N individuals over seeds.
+
+To reproduce (about 1-4 min per call on a shared 2-core machine)::
+
+    python benchmarks/evonas_synthetic.py --n 10 --variant chain --seeds 20
+    python benchmarks/evonas_synthetic.py --n 20 --variant far --seeds 20
+
+``--controller table|recurrent`` picks the controller of neural, Evo-NAS and mut_learned.
 """
 
 from __future__ import annotations
@@ -19,98 +36,161 @@ import numpy as np
 from deap import algorithms, base, creator
 
 import deapnn
-from deapnn.hparams.evonas import EvoNASAgent, EvolutionAgent, NeuralAgent, synthetic_reward, synthetic_space
+from deapnn.hparams.evonas import ChainReward, EvoNASAgent, EvolutionAgent, NeuralAgent, far_order, synthetic_space
+from deapnn.hparams.learned import LearnedMutation
 
 RESULTS = Path(__file__).parent / "results"
+AGENTS = ["evolution", "neural", "evo-nas", "random", "eaSimple+resample", "eaSimple+learned"]
+CHECKPOINTS = (100, 250, 500, 1000, 2000, 3000, 5000, 10000)
+
+
+def chain_order(variant: str, n: int) -> list[int]:
+    if variant == "chain":
+        return list(range(n))
+    if variant == "far":
+        return far_order(n)
+    if variant == "permuted":
+        return [int(i) for i in np.random.default_rng(1000 + n).permutation(n)]
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+class _Spent(Exception):
+    """The budget is spent: stops ``eaSimple`` from inside ``evaluate``."""
 
 
 class Recorder:
-    """Best reward so far after every generated individual (cache hits count: the agent asked for them)."""
+    """Best reward so far after every evaluation it is asked for."""
 
-    def __init__(self) -> None:
+    def __init__(self, reward: ChainReward, budget: int) -> None:
+        self.reward, self.budget = reward, budget
         self.curve: list[float] = []
 
     def __call__(self, genome):
-        fit = synthetic_reward(genome)
+        if len(self.curve) >= self.budget:
+            raise _Spent
+        fit = self.reward(genome)
         self.curve.append(max(fit[0], self.curve[-1] if self.curve else 0.0))
         return fit
 
 
-def run_agent(name: str, n: int, budget: int, seed: int, lambda_: int, args) -> list[float]:
+def run_agent(name: str, n: int, order: list[int], budget: int, seed: int, args) -> list[float]:
     deapnn.seed(seed)
     space = synthetic_space(n)
     rng = np.random.default_rng(seed)
-    common = dict(lambda_=lambda_, rng=rng)
+    recorder = Recorder(ChainReward(order), budget)
+    common = dict(lambda_=args.lambda_, rng=rng)
+    learner = dict(training=args.training, queue_size=args.queue, learning_rate=args.lr, controller=args.controller,
+                   entropy=args.entropy)
+    explore = {"explore": args.explore}
+    if name == "random":
+        for _ in range(budget):
+            recorder([int(x) for x in rng.integers(1, n + 1, size=n)])
+        return recorder.curve
+    if name.startswith("eaSimple"):
+        mutate_kwargs = {"indpb": args.indpb or 1.0 / n}
+        if name.endswith("learned"):
+            mutate_kwargs["learner"] = LearnedMutation(space, **learner, **explore)
+        toolbox = deapnn.make_toolbox(space, recorder, mate=args.mate,
+                                      mutate="learned" if name.endswith("learned") else "resample",
+                                      mutate_kwargs=mutate_kwargs)
+        population = toolbox.population(n=args.population)
+        try:
+            algorithms.eaSimple(population, toolbox, cxpb=args.cxpb, mutpb=args.mutpb, ngen=10 * budget,
+                                verbose=False)
+        except _Spent:
+            pass
+        return recorder.curve
     if name == "evolution":
         agent = EvolutionAgent(space, args.population, args.sample, args.p_mutate, **common)
     elif name == "neural":
-        agent = NeuralAgent(space, training=args.training, queue_size=args.queue, learning_rate=args.lr, **common)
+        agent = NeuralAgent(space, **learner, **common)
     else:
-        agent = EvoNASAgent(space, args.population, args.sample, args.p_mutate, training=args.training,
-                            queue_size=args.queue, learning_rate=args.lr, **common)
-    recorder = Recorder()
+        agent = EvoNASAgent(space, args.population, args.sample, args.p_mutate, **learner, **explore, **common)
     toolbox = base.Toolbox()
     toolbox.register("evaluate", recorder)
     toolbox.register("generate", agent.generate, creator.Genome)
     toolbox.register("update", agent.update)
-    algorithms.eaGenerateUpdate(toolbox, ngen=budget // lambda_, verbose=False)
-    return recorder.curve[:budget]
+    algorithms.eaGenerateUpdate(toolbox, ngen=budget // args.lambda_, verbose=False)
+    return recorder.curve
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10, help="number of decisions")
-    parser.add_argument("--budget", type=int, default=3000, help="individuals generated per run")
+    parser.add_argument("--variant", choices=["chain", "far", "permuted"], default="chain")
+    parser.add_argument("--budget", type=int, default=2000, help="individuals per run")
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--agents", nargs="+", default=AGENTS, choices=AGENTS)
     parser.add_argument("--lambda", dest="lambda_", type=int, default=10)
     parser.add_argument("--population", type=int, default=50)
     parser.add_argument("--sample", type=int, default=10)
     parser.add_argument("--p-mutate", type=float, default=None)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--controller", choices=["table", "recurrent"], default="recurrent")
+    parser.add_argument("--lr", type=float, default=None, help="controller learning rate (default per controller)")
     parser.add_argument("--training", choices=["pqt", "reinforce"], default="pqt")
+    parser.add_argument("--entropy", type=float, default=0.0, help="controller entropy bonus")
+    parser.add_argument("--explore", type=float, default=0.5,
+                        help="uniform resampling mixed into Evo-NAS / mut_learned proposals")
     parser.add_argument("--queue", type=int, default=10, help="PQT queue size")
-    parser.add_argument("--out", type=Path, default=RESULTS / "evonas_synthetic.json")
+    parser.add_argument("--mate", default="one_point", help="eaSimple crossover")
+    parser.add_argument("--cxpb", type=float, default=0.5)
+    parser.add_argument("--mutpb", type=float, default=0.5)
+    parser.add_argument("--indpb", type=float, default=None, help="eaSimple mutation indpb (default 1/n)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default results/evonas_synthetic_<variant>_n<n>.json (and .png)")
     args = parser.parse_args()
+    out = args.out or RESULTS / f"evonas_synthetic_{args.variant}_n{args.n}.json"
+    order = chain_order(args.variant, args.n)
 
-    agents = ["evolution", "neural", "evo-nas"]
-    checkpoints = [c for c in (100, 250, 500, 1000, 2000, 3000, 5000, 10000) if c <= args.budget]
+    checkpoints = [c for c in CHECKPOINTS if c <= args.budget]
     curves: dict[str, np.ndarray] = {}
-    start = time.perf_counter()
-    for name in agents:
-        curves[name] = np.array([run_agent(name, args.n, args.budget, s, args.lambda_, args) for s in range(args.seeds)])
-    seconds = time.perf_counter() - start
+    seconds: dict[str, float] = {}
+    for name in args.agents:
+        start = time.perf_counter()
+        curves[name] = np.array([run_agent(name, args.n, order, args.budget, s, args) for s in range(args.seeds)])
+        seconds[name] = time.perf_counter() - start
 
-    print(f"n={args.n}, {args.seeds} seeds: mean (± std) best reward after N individuals; optimum = 1")
-    print(f"{'agent':<11}" + "".join(f"{c:>15}" for c in checkpoints) + f"{'solved':>9}")
+    print(f"variant {args.variant} (chain order {order}), n={args.n}, controller {args.controller}, "
+          f"{args.seeds} seeds: mean (± std) best reward after N individuals; optimum = 1")
+    print("| agent | " + " | ".join(f"N={c}" for c in checkpoints) + " | solved | seconds |")
+    print("|---|" + "---|" * (len(checkpoints) + 2))
     rows = {}
-    for name in agents:
+    for name in args.agents:
         at = {c: curves[name][:, c - 1] for c in checkpoints}
         solved = float(np.mean(curves[name][:, -1] >= 1.0 - 1e-12))
         rows[name] = {"mean": {c: float(v.mean()) for c, v in at.items()},
-                      "std": {c: float(v.std()) for c, v in at.items()}, "solved": solved}
-        print(f"{name:<11}" + "".join(f"{at[c].mean():>9.3f} ±{at[c].std():.2f}" for c in checkpoints)
-              + f"{solved:>9.0%}")
-    print(f"wall time {seconds:.1f} s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "out"},
-                                    "results": rows, "seconds": seconds}, indent=1))
+                      "std": {c: float(v.std()) for c, v in at.items()}, "solved": solved,
+                      "seconds": seconds[name]}
+        print(f"| {name} | " + " | ".join(f"{at[c].mean():.3f} ± {at[c].std():.2f}" for c in checkpoints)
+              + f" | {solved:.0%} | {seconds[name]:.0f} |")
+    target = {}
+    if {"evolution", "neural", "evo-nas"} <= set(args.agents):
+        target = {c: rows["evo-nas"]["mean"][c] >= max(rows["evolution"]["mean"][c], rows["neural"]["mean"][c])
+                  for c in checkpoints if c >= 250}
+        print("Evo-NAS >= max(evolution, neural) at N>=250: "
+              + ", ".join(f"{c}: {'yes' if ok else 'NO'}" for c, ok in target.items()))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                               "order": order, "results": rows,
+                               "evonas_target": {str(c): ok for c, ok in target.items()}}, indent=1))
     try:
         from deapnn.core.plotting import _pyplot
 
         plt = _pyplot()
         fig, ax = plt.subplots(figsize=(7, 4))
         x = np.arange(1, args.budget + 1)
-        for name in agents:
+        for name in args.agents:
             ax.plot(x, curves[name].mean(axis=0), label=name)
         ax.set_xscale("log")
-        ax.set_xlabel("individuals generated")
+        ax.set_xlabel("individuals (eaSimple: distinct evaluations)")
         ax.set_ylabel(f"best reward (mean of {args.seeds} seeds)")
-        ax.set_title(f"Evo-NAS synthetic task, n={args.n}")
+        ax.set_title(f"Evo-NAS synthetic task, {args.variant}, n={args.n}")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(args.out.with_suffix(".png"), dpi=100)
+        fig.savefig(out.with_suffix(".png"), dpi=100)
     except Exception as err:  # the figure is a convenience; the table and JSON are the result
         print(f"no plot: {err}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

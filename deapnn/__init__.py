@@ -27,6 +27,7 @@ from deapnn.core.stats import fitness_stats
 from deapnn.data import Dataset, from_arrays, load_digits, load_mnist
 from deapnn.hparams.baselines import brute_force, random_search
 from deapnn.hparams.genome import GenomeBase, make_genome, random_genome
+from deapnn.hparams.learned import LearnedMutation, mut_learned
 from deapnn.hparams.space import Choice, FloatRange, IntRange, SearchSpace
 from deapnn.hparams.toolbox import make_toolbox
 from deapnn.keras.models import CNN_SPACE, MLP_SPACE, build_cnn, build_mlp, cnn_space, mlp_space
@@ -48,6 +49,7 @@ __all__ = [
     "load_digits",
     "load_mnist",
     "mlp_space",
+    "mut_learned",
     "random_search",
     "train_best",
     "Choice",
@@ -60,6 +62,7 @@ __all__ = [
     "FloatRange",
     "MultiFidelity",
     "GenomeBase",
+    "LearnedMutation",
     "IntRange",
     "SearchSpace",
     "evolve",

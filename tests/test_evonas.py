@@ -143,3 +143,54 @@ def test_bad_arguments_raise():
         EvoNASAgent(synthetic_space(3), population_size=5, sample_size=9)
     with pytest.raises(ValueError, match="n must be an int >= 2, got 1"):
         synthetic_space(1)
+
+
+@pytest.mark.parametrize("agent_cls", [NeuralAgent, EvoNASAgent])
+def test_recurrent_controller_agents_learn_and_resume(agent_cls):
+    agent, pop, log, _ = _run(agent_cls, budget=300, controller="recurrent")
+    assert type(agent.controller).__name__ == "RecurrentController"
+    late = float(np.mean(log.select("avg")[-5:]))
+    assert late > LEARNED, late
+    space = synthetic_space(5)
+    kwargs = {"controller": "recurrent"} if agent_cls is NeuralAgent else {
+        "controller": "recurrent", "population_size": 6, "sample_size": 3, "explore": 0.5}
+
+    def step(a):
+        children = a.generate(creator.Genome)
+        for ind in children:
+            ind.fitness.values = synthetic_reward(ind)
+        a.update(children)
+        return [list(ind) for ind in children]
+
+    a = agent_cls(space, lambda_=4, rng=np.random.default_rng(1), **kwargs)
+    for _ in range(4):
+        step(a)
+    saved = pickle.loads(pickle.dumps(a.state()))
+    expected = [step(a) for _ in range(4)]
+    clone = agent_cls(space, lambda_=4, rng=np.random.default_rng(7), **kwargs)
+    clone.load_state(saved)
+    assert [step(clone) for _ in range(4)] == expected
+
+
+def test_evonas_explore_mixes_uniform_proposals():
+    agent = EvoNASAgent(synthetic_space(4), population_size=4, sample_size=2, explore=1.0,
+                        rng=np.random.default_rng(0))
+    agent.controller.params[1][:] = 0.0
+    agent.controller.params[1][0, 3] = 50.0  # the controller is sure of option 3 after option 0
+    draws = [agent._propose(1, [0], 1) for _ in range(300)]
+    assert 1 not in draws and abs(np.mean(np.array(draws) == 3) - 1 / 3) < 0.1  # uniform over {0, 2, 3}
+    agent.explore = 0.0
+    assert all(agent._propose(1, [0], 1) == 3 for _ in range(20))
+
+
+def test_agents_reject_bad_controller_values():
+    with pytest.raises(ValueError, match="controller must be one of"):
+        NeuralAgent(synthetic_space(3), controller="lstm")
+    with pytest.raises(ValueError, match=r"explore must be in \[0, 1\], got 1.5"):
+        EvoNASAgent(synthetic_space(3), population_size=4, sample_size=2, explore=1.5)
+    with pytest.raises(ValueError, match="queue_size must be an int >= 1, got 0"):
+        EvoNASAgent(synthetic_space(3), population_size=4, sample_size=2, queue_size=0)
+    with pytest.raises(ValueError, match="learning_rate must be finite and > 0, got 0.0"):
+        NeuralAgent(synthetic_space(3), controller="recurrent", learning_rate=0.0)
+    with pytest.raises(ValueError, match=r"decision index must be an int in \[0, 2\], got 3"):
+        Controller([3, 3, 3]).probabilities(3, [0, 0, 0])

@@ -14,10 +14,13 @@ unchanged, with deapnn's evaluation cache and parallel ``map``:
   controller starts uniform (pure evolution) and learns, from the children's rewards,
   which mutations pay.
 
-The controller (:class:`Controller`) is autoregressive: each decision's distribution is
-conditioned on the previous decision, through a table of logits. It plays the paper's
-recurrent controller's role without TensorFlow, and is exact for search spaces whose
-rewards couple neighbouring decisions, like :func:`synthetic_reward`.
+The controller (:mod:`deapnn.hparams.controllers`) is autoregressive, chosen by
+``controller=``: ``"table"`` (:class:`~deapnn.hparams.controllers.TableController`) conditions
+each decision on the previous one, which is exact for rewards that couple neighbouring decisions
+like :func:`synthetic_reward`; ``"recurrent"``
+(:class:`~deapnn.hparams.controllers.RecurrentController`) conditions each decision on all
+previous ones, as the paper's recurrent controller does, for rewards that couple decisions far
+apart (:class:`ChainReward` with :func:`far_order`). Neither needs TensorFlow.
 
 Every agent has ``state()`` / ``load_state()`` (its population, controller, queue and own
 generator), so :func:`deapnn.evolve` (``algorithm="generate_update"``) checkpoints and resumes it
@@ -35,8 +38,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from deapnn.core import seeding
-from deapnn.core.optim import Adam, check_positive, check_unit_interval
+from deapnn.hparams.controllers import CONTROLLERS, RecurrentController, TableController, make_controller  # noqa: F401
 from deapnn.hparams.space import Choice, SearchSpace
+
+#: The table controller under its earlier name.
+Controller = TableController
 
 
 def synthetic_space(n: int) -> SearchSpace:
@@ -54,119 +60,50 @@ def synthetic_reward(genome: Sequence[int]) -> tuple[float]:
     return ((n + 1) / denominator,)
 
 
-def _check_space(space: SearchSpace) -> list[int]:
+def far_order(n: int) -> list[int]:
+    """A chain order whose neighbours are about ``n / 2`` decisions apart: ``0, m, 1, m+1, ...``
+    with ``m = ceil(n / 2)``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    m = (n + 1) // 2
+    return [x for pair in zip(range(m), range(m, n)) for x in pair] + ([m - 1] if n % 2 else [])
+
+
+class ChainReward:
+    """:func:`synthetic_reward` of the decisions taken in the order ``order``: the reward couples
+    decision ``order[k]`` with decision ``order[k+1]``, however far apart they are in the sequence
+    the agents decide. The optimum (reward 1) has ``a[order[k]] = k + 1``.
+
+    ``ChainReward(range(n))`` is :func:`synthetic_reward`; ``ChainReward(far_order(n))`` couples
+    decisions about ``n / 2`` apart; ``ChainReward(numpy.random.default_rng(s).permutation(n))``
+    couples them at random distances. A picklable callable, so it can be a toolbox's evaluate.
+
+    Raises:
+        ValueError: If ``order`` is not a permutation of ``0..n-1`` (n >= 2).
+    """
+
+    def __init__(self, order: Sequence[int]) -> None:
+        self.order = [int(i) for i in order]
+        if len(self.order) < 2 or sorted(self.order) != list(range(len(self.order))):
+            raise ValueError(f"order must be a permutation of 0..n-1 with n >= 2, got {list(order)!r}")
+
+    def __call__(self, genome: Sequence[int]) -> tuple[float]:
+        values = list(genome)
+        if len(values) != len(self.order):
+            raise ValueError(f"ChainReward: expected {len(self.order)} decisions, got {len(values)}")
+        return synthetic_reward([values[i] for i in self.order])
+
+    def __repr__(self) -> str:
+        return f"ChainReward({self.order!r})"
+
+
+def _check_space(space: SearchSpace, owner: str = "Evo-NAS agents") -> list[int]:
     if not isinstance(space, SearchSpace):
         raise TypeError(f"space must be a SearchSpace, got {space!r}")
     bad = [name for name, gene in space.items() if not isinstance(gene, Choice)]
     if bad:
-        raise ValueError(f"Evo-NAS agents need categorical (Choice) genes; not categorical: {bad}")
+        raise ValueError(f"{owner} need categorical (Choice) genes; not categorical: {bad}")
     return [gene.size for gene in space.genes]
-
-
-class Controller:
-    """An autoregressive categorical policy over a sequence of decisions, trained by REINFORCE.
-
-    ``logits[i][p]`` are the logits of decision ``i`` given that decision ``i - 1`` took option
-    ``p`` (decision 0 has a single row). All logits start at zero: the uniform policy.
-
-    Args:
-        sizes: Number of options of each decision.
-        learning_rate: Step size of the (Adam) policy-gradient update.
-        baseline_decay: Decay of the moving-average reward baseline.
-        entropy: Weight of an entropy bonus that keeps the policy from collapsing early.
-    """
-
-    def __init__(
-        self, sizes: Sequence[int], learning_rate: float = 0.1, baseline_decay: float = 0.9, entropy: float = 0.0
-    ) -> None:
-        self.sizes = list(sizes)
-        if not self.sizes or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1
-                                 for k in self.sizes):
-            raise ValueError(f"Controller: sizes must be ints >= 1, got {sizes!r}")
-        self.logits = [np.zeros((1 if i == 0 else self.sizes[i - 1], k)) for i, k in enumerate(self.sizes)]
-        self.optimizer = Adam(check_positive("Controller", "learning_rate", learning_rate))
-        self.baseline_decay = check_unit_interval("Controller", "baseline_decay", baseline_decay, closed_right=True)
-        self.entropy = check_positive("Controller", "entropy", entropy, allow_zero=True)
-        self.baseline: float | None = None
-
-    @property
-    def learning_rate(self) -> float:
-        """The Adam step size of the policy-gradient update."""
-        return self.optimizer.learning_rate
-
-    def state(self) -> dict[str, Any]:
-        """Logits, baseline and Adam state (copies), for a checkpoint."""
-        return {"logits": [w.copy() for w in self.logits], "baseline": self.baseline,
-                "optimizer": self.optimizer.state()}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state` returned, in place."""
-        self.logits = [np.array(w, dtype=float) for w in state["logits"]]
-        self.baseline = state["baseline"]
-        self.optimizer.load_state(state["optimizer"])
-
-    def probabilities(self, i: int, previous: int | None) -> np.ndarray:
-        row = self.logits[i][0 if i == 0 else previous]
-        e = np.exp(row - row.max())
-        return e / e.sum()
-
-    def sample(self, i: int, previous: int | None, rng: np.random.Generator) -> int:
-        """Option index for decision ``i`` given the previous decision's option index."""
-        p = self.probabilities(i, previous)
-        return int(rng.choice(len(p), p=p))
-
-    def sample_other(self, i: int, previous: int | None, old: int, rng: np.random.Generator) -> int:
-        """Like :meth:`sample`, but never ``old`` (a mutation always changes the decision)."""
-        p = self.probabilities(i, previous).copy()
-        if p.size == 1:
-            return old
-        p[old] = 0.0
-        total = p.sum()
-        p = p / total if total > 0 else np.full(p.size, 1.0 / (p.size - 1)) * (np.arange(p.size) != old)
-        return int(rng.choice(p.size, p=p))
-
-    def sample_sequence(self, rng: np.random.Generator) -> list[int]:
-        out: list[int] = []
-        for i in range(len(self.sizes)):
-            out.append(self.sample(i, out[-1] if out else None, rng))
-        return out
-
-    def reinforce(
-        self, sequences: Sequence[Sequence[int]], masks: Sequence[Sequence[bool]], rewards: Sequence[float]
-    ) -> None:
-        """One REINFORCE step on the decisions where ``mask`` is true (the ones the controller chose).
-
-        Advantage = reward - moving-average baseline; the update ascends
-        ``advantage * grad log pi(decision | previous)`` with Adam.
-        """
-        rewards = np.asarray(rewards, dtype=float)
-        if self.baseline is None:
-            self.baseline = float(rewards.mean())
-        advantages = rewards - self.baseline
-        self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * float(rewards.mean())
-        self._step(sequences, masks, advantages)
-
-    def imitate(self, sequences: Sequence[Sequence[int]]) -> None:
-        """One maximum-likelihood step towards ``sequences`` (priority queue training: the best seen)."""
-        self._step(sequences, [[True] * len(self.sizes)] * len(sequences), np.ones(len(sequences)))
-
-    def _step(self, sequences: Sequence[Sequence[int]], masks: Sequence[Sequence[bool]], advantages: Any) -> None:
-        """Adam ascent on ``mean(advantage * log pi)`` over the masked decisions (+ entropy bonus)."""
-        grads = [np.zeros_like(w) for w in self.logits]
-        for seq, mask, adv in zip(sequences, masks, advantages):
-            for i, (choice, chosen) in enumerate(zip(seq, mask)):
-                if not chosen:
-                    continue
-                row = 0 if i == 0 else seq[i - 1]
-                p = self.probabilities(i, seq[i - 1] if i else None)
-                g = -p
-                g[choice] += 1.0
-                grads[i][row] += adv * g
-                if self.entropy:
-                    logp = np.log(p + 1e-12)
-                    grads[i][row] += self.entropy * (-p * (logp - np.sum(p * logp)))
-        n = max(len(advantages), 1)
-        self.logits = self.optimizer.step(self.logits, [g / n for g in grads])
 
 
 class _Memory:
@@ -272,10 +209,10 @@ class EvolutionAgent(_Agent):
         child = list(parent)
         for i, mutated in enumerate(mask):
             if mutated:
-                child[i] = self._propose(i, child[i - 1] if i else None, parent[i])
+                child[i] = self._propose(i, child[:i], parent[i])
         return child, mask
 
-    def _propose(self, i: int, previous: int | None, old: int) -> int:
+    def _propose(self, i: int, prefix: list[int], old: int) -> int:
         """Uniform resampling to a different option (pure evolution)."""
         k = self.sizes[i]
         new = int(self.rng.integers(k - 1)) if k > 1 else old
@@ -318,13 +255,10 @@ class _Learner(_Memory):
 
     TRAINING = ("pqt", "reinforce")
 
-    def _init_learner(self, training: str, queue_size: int, learning_rate: float, entropy: float) -> None:
-        if training not in self.TRAINING:
-            raise ValueError(f"training must be one of {self.TRAINING}, got {training!r}")
-        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
-            raise ValueError(f"queue_size must be an int >= 1, got {queue_size!r}")
-        self.training, self.queue_size = training, queue_size
-        self.controller = Controller(self.sizes, learning_rate=learning_rate, entropy=entropy)
+    def _init_learner(self, training: str, queue_size: int, learning_rate: float | None, entropy: float,
+                      controller: str = "table") -> None:
+        self.training, self.queue_size, self.controller = _build_learner(
+            self.sizes, training, queue_size, learning_rate, entropy, controller)
         self.queue: dict[tuple[int, ...], float] = {}
 
     def _memory(self) -> dict[str, Any]:
@@ -349,6 +283,23 @@ class _Learner(_Memory):
         self.controller.imitate([list(seq) for seq, _ in best])
 
 
+#: Default learning rates of the agents' controllers (measured on the synthetic tasks).
+LEARNING_RATES = {"table": 0.05, "recurrent": 0.02}
+
+
+def _build_learner(sizes: list[int], training: str, queue_size: int, learning_rate: float | None, entropy: float,
+                   controller: str) -> tuple[str, int, Any]:
+    """Check the learner's knobs and build its controller (shared with :mod:`deapnn.hparams.learned`)."""
+    if training not in _Learner.TRAINING:
+        raise ValueError(f"training must be one of {_Learner.TRAINING}, got {training!r}")
+    if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+        raise ValueError(f"queue_size must be an int >= 1, got {queue_size!r}")
+    if controller not in CONTROLLERS:
+        raise ValueError(f"controller must be one of {tuple(CONTROLLERS)}, got {controller!r}")
+    lr = LEARNING_RATES[controller] if learning_rate is None else learning_rate
+    return training, queue_size, make_controller(controller, sizes, learning_rate=lr, entropy=entropy)
+
+
 class NeuralAgent(_Agent, _Learner):
     """A controller that proposes whole individuals, trained on their rewards.
 
@@ -356,7 +307,10 @@ class NeuralAgent(_Agent, _Learner):
         space: A search space of :class:`~deapnn.hparams.space.Choice` genes.
         lambda_: Individuals sampled per generation (one training batch).
         training: ``"pqt"`` (default) or ``"reinforce"``; ``queue_size`` for PQT.
-        learning_rate, entropy: Passed to :class:`Controller`.
+        controller: ``"table"`` (default; conditions each decision on the previous one) or
+            ``"recurrent"`` (on all previous ones), see :mod:`deapnn.hparams.controllers`.
+        learning_rate: The controller's Adam step size (> 0); default :data:`LEARNING_RATES`.
+        entropy: Weight of the controller's entropy bonus (>= 0).
         rng: numpy Generator (default :func:`deapnn.core.seeding.get_rng`).
     """
 
@@ -366,12 +320,13 @@ class NeuralAgent(_Agent, _Learner):
         lambda_: int = 10,
         training: str = "pqt",
         queue_size: int = 10,
-        learning_rate: float = 0.05,
+        learning_rate: float | None = None,
         entropy: float = 0.0,
         rng: np.random.Generator | None = None,
+        controller: str = "table",
     ) -> None:
         super().__init__(space, lambda_, rng)
-        self._init_learner(training, queue_size, learning_rate, entropy)
+        self._init_learner(training, queue_size, learning_rate, entropy, controller)
 
     def generate(self, ind_init: Callable[..., Any]) -> list[Any]:
         return [self._make(ind_init, self.controller.sample_sequence(self.rng)) for _ in range(self.lambda_)]
@@ -390,7 +345,9 @@ class EvoNASAgent(EvolutionAgent, _Learner):
     REINFORCE: the decisions it chose). It starts uniform, so the agent starts as pure evolution.
 
     Args:
-        training, queue_size, learning_rate, entropy: As :class:`NeuralAgent`; the rest as
+        explore: Weight in [0, 1] of evolution's uniform resampling mixed into the controller's
+            proposals (0: the controller alone, as in the paper).
+        training, queue_size, learning_rate, entropy, controller: As :class:`NeuralAgent`; the rest as
             :class:`EvolutionAgent`.
     """
 
@@ -400,15 +357,20 @@ class EvoNASAgent(EvolutionAgent, _Learner):
         *evolution: Any,
         training: str = "pqt",
         queue_size: int = 10,
-        learning_rate: float = 0.05,
+        learning_rate: float | None = None,
         entropy: float = 0.0,
+        controller: str = "table",
+        explore: float = 0.0,
         **evolution_kwargs: Any,
     ) -> None:
         super().__init__(space, *evolution, **evolution_kwargs)
-        self._init_learner(training, queue_size, learning_rate, entropy)
+        self._init_learner(training, queue_size, learning_rate, entropy, controller)
+        if not 0.0 <= explore <= 1.0:
+            raise ValueError(f"explore must be in [0, 1], got {explore!r}")
+        self.explore = float(explore)
 
-    def _propose(self, i: int, previous: int | None, old: int) -> int:
-        return self.controller.sample_other(i, previous, old, self.rng)
+    def _propose(self, i: int, prefix: list[int], old: int) -> int:
+        return self.controller.sample_other(i, prefix, old, self.rng, self.explore)
 
     def update(self, population: Sequence[Any]) -> None:
         super().update(population)

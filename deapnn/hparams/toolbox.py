@@ -19,6 +19,7 @@ from deapnn.core.cache import EvaluationCache
 from deapnn.core.options import register_operators
 from deapnn.hparams import operators
 from deapnn.hparams.genome import random_genome
+from deapnn.hparams.learned import LearnedMutation, mut_learned
 from deapnn.hparams.space import SearchSpace
 
 __all__ = ["make_toolbox", "NovelChildren", "MATE", "MUTATE", "SELECT"]
@@ -34,6 +35,8 @@ MUTATE: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "one_gene": (operators.mut_one_gene, {}),
     "convex": (operators.mut_convex, {"indpb": None}),
     "perturb": (operators.mut_perturb, {"indpb": None, "sigma": 0.1}),
+    # Evo-NAS's learned mutation; ``learner=None`` means a new ``LearnedMutation(space)``.
+    "learned": (mut_learned, {"indpb": None, "learner": None}),
 }
 SELECT: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "tournament": (tools.selTournament, {"tournsize": 3}),
@@ -155,7 +158,11 @@ def make_toolbox(
             :func:`deapnn.core.types.define`).
         mate, mutate, select: A name from :data:`MATE`, :data:`MUTATE`, :data:`SELECT` or any
             function with DEAP's signature; ``*_kwargs`` override the knobs (``indpb`` defaults
-            to ``1 / len(space)`` for mutations). A knob the operator does not take is a
+            to ``1 / len(space)`` for mutations). ``mutate="learned"`` (Evo-NAS's
+            :func:`~deapnn.hparams.learned.mut_learned`, categorical spaces only) takes
+            ``learner=`` a :class:`~deapnn.hparams.learned.LearnedMutation` (default: a new one
+            with a recurrent controller), also set as ``toolbox.learner``; :func:`deapnn.evolve`
+            checkpoints it. A knob the operator does not take is a
             TypeError; a probability (``indpb``, ``random_select``) outside [0, 1] or a ``sigma``
             that is not finite and > 0 is a ValueError.
         elites: A count (an int >= 0) of best individuals every selection keeps: passed to a
@@ -187,9 +194,20 @@ def make_toolbox(
     genome_type = creator.Genome if genome_type is None else genome_type
     n = len(space)
 
+    learners: list[LearnedMutation] = []
+
     def prepare(role: str, func: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         if kwargs.get("indpb", 0.0) is None:
             kwargs["indpb"] = 1.0 / n
+        if role == "mutate" and func is mut_learned:
+            learner = kwargs.get("learner")
+            if learner is None:
+                learner = kwargs["learner"] = LearnedMutation(space)
+            elif not isinstance(learner, LearnedMutation):
+                raise TypeError(f"mutate 'learned' needs learner=LearnedMutation(space), got {learner!r}")
+            learners.append(learner)
+        elif role == "mutate" and isinstance(func, LearnedMutation):
+            learners.append(func)
         return kwargs
 
     toolbox = base.Toolbox()
@@ -199,6 +217,10 @@ def make_toolbox(
                        mate=mate, mutate=mutate, select=select, mate_kwargs=mate_kwargs,
                        mutate_kwargs=mutate_kwargs, select_kwargs=select_kwargs, elites=elites,
                        prepare=prepare)
+    if learners:
+        if learners[0].space != space:
+            raise ValueError("mutate 'learned': the learner was built for another search space")
+        toolbox.learner = learners[0]
     if cache:
         toolbox.cache = EvaluationCache(evaluate)
         toolbox.register("evaluate", toolbox.cache)
