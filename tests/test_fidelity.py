@@ -292,3 +292,30 @@ def test_the_command_line_rejects_bad_fidelity_before_any_work(tmp_path):
                               capture_output=True, text=True, timeout=120, env=env)
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert not any(tmp_path.iterdir())  # no run folder was made
+
+
+def test_register_backend_keeps_the_multi_fidelity_map_before_or_after_install(tmp_path):
+    """Choosing a backend after install() must not silently drop multi-fidelity (the map is
+    re-wrapped around the new backend), and the run gives the same fitnesses either way."""
+    from deapnn.core.fidelity import FidelityMap
+    from deapnn.parallel import SerialMap, register_backend
+
+    results = []
+    for order, folder in (("after", tmp_path / "a"), ("before", tmp_path / "b")):
+        folder.mkdir()
+        deapnn.seed(3)
+        evaluator = SoftmaxDigits(log=str(folder / "trainings.log"))
+        toolbox = deapnn.make_toolbox(SPACE, evaluator)
+        fidelity = MultiFidelity(evaluator, (0.25, 1.0), 0.5, folder=folder / "states")
+        if order == "before":
+            register_backend(toolbox, "serial")
+        fidelity.install(toolbox)
+        if order == "after":
+            register_backend(toolbox, "serial")
+        current = toolbox.map.func if hasattr(toolbox.map, "func") else toolbox.map
+        assert isinstance(current, FidelityMap) and isinstance(current.mapper, SerialMap)
+        pop = toolbox.population(n=6)
+        fits = list(toolbox.map(toolbox.evaluate, pop))
+        assert fidelity.trainings(1) and fidelity.trainings(1) < fidelity.trainings(0)
+        results.append(fits)
+    assert results[0] == results[1]

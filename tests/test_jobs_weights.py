@@ -109,3 +109,30 @@ def test_sigint_then_resume_of_a_weights_run_ends_like_an_uninterrupted_run(tmp_
     assert rb["generations"] == 300 and rb["evaluations"] == sum(r["nevals"] for r in b)
     assert rb["curve"][0]["generation"] == 0 and rb["curve"][-1]["generation"] == 300
     assert (tmp_path / "cut" / "best.keras").exists()
+
+
+@pytest.mark.parametrize("strategy", ["pgpe", "cma"])
+def test_the_weight_job_runs_the_new_strategies(strategy, tmp_path):
+    from deapnn.jobs.common import RunFolder, load_data
+    from deapnn.jobs.weights import WeightsConfig, run_weights
+
+    config = WeightsConfig(data="digits", strategy=strategy, arch="mlp", hidden=[2], ngen=4,
+                           population=8, eval_every=1000.0)
+    data = load_data("digits", None, 0)
+    folder = RunFolder(tmp_path, "weights", [], {})
+    result = run_weights(folder, config, quiet=True, data=data)
+    assert result["strategy"] == strategy and result["generations"] == 4
+    assert result["evaluations"] == 4 * 8 and 0.0 <= result["test_accuracy"] <= 1.0
+    assert (tmp_path / "best.npy").exists()
+
+
+def test_the_weight_job_names_bad_strategy_settings():
+    from deapnn.jobs.common import BadInput
+    from deapnn.jobs.weights import WeightsConfig
+
+    with pytest.raises(BadInput, match="--population of pgpe must be even .mirrored pairs., got 7"):
+        WeightsConfig(data="digits", strategy="pgpe", population=7, ngen=1)
+    with pytest.raises(BadInput, match="--learning-rate must be a positive number, got 0.0"):
+        WeightsConfig(data="digits", strategy="pgpe", learning_rate=0.0, ngen=1)
+    with pytest.raises(BadInput, match="--strategy must be one of ga, es, snes, pgpe, sepcma, cma, got 'nes'"):
+        WeightsConfig(data="digits", strategy="nes", ngen=1)

@@ -17,13 +17,17 @@ def args(**changes):
                             ga_indpb=1.0, ga_alpha=0.0, ga_cxpb=0.5, ga_mutpb=0.9,
                             ga_tournsize=3, ga_elites=2, es_population=8, es_batch=32,
                             es_sigma=0.05, es_lr=0.02, es_weight_decay=0.0, es_lr_decay=0.999,
-                            es_sigma_decay=0.999)
+                            es_sigma_decay=0.999, pgpe_population=8, pgpe_batch=32, pgpe_sigma=0.05,
+                            pgpe_lr=0.02, pgpe_max_speed=None, pgpe_lr_decay=0.999, pgpe_optimizer="clipup",
+                            pgpe_sigma_lr=0.1, pgpe_weight_decay=0.0, sepcma_population=8,
+                            sepcma_batch=32, sepcma_sigma=0.05, cma_population=8, cma_batch=32,
+                            cma_sigma=0.1, cma_filters=1, cma_hidden=[4])
     for key, value in changes.items():
         setattr(ns, key, value)
     return ns
 
 
-@pytest.mark.parametrize("method", ["seed004", "ga", "es"])
+@pytest.mark.parametrize("method", ["seed004", "ga", "es", "pgpe", "sepcma", "cma", "seedarch"])
 def test_weights_mnist_methods_run_and_report(method, tmp_path):
     rng = np.random.default_rng(0)
     data = from_arrays(rng.random((300, 28, 28), dtype=np.float32), rng.integers(0, 10, 300),
@@ -32,8 +36,7 @@ def test_weights_mnist_methods_run_and_report(method, tmp_path):
     options = args()
     result = weights_mnist.run_method(method, options, data)
     # the reported accuracy is Keras' own forward pass of the returned weights on the test set
-    spec = (weights_mnist.network("mlp", [128]) if method == "seed004"
-            else weights_mnist.network(options.arch, options.hidden, options.filters))
+    spec = weights_mnist.method_network(method, options)
     model = spec.build_keras()
     WeightCodec(model).decode(result["best_weights"])
     keras_accuracy = float(np.mean(np.asarray(model(data.x_test)).argmax(-1) == data.y_test))
@@ -45,11 +48,23 @@ def test_weights_mnist_methods_run_and_report(method, tmp_path):
     assert (tmp_path / "curve.png").stat().st_size > 0
 
 
-def test_weights_throughput_measures_all_four_ways_on_real_mnist():
+def test_weights_throughput_measures_all_ways_on_real_mnist():
     row = weights_throughput.measure(hidden=8, population=6, samples=64, repeats=2,
-                             tutorial_individuals=2)
+                                     tutorial_individuals=2)
     assert row["network"] == "784-8-10" and row["parameters"] == 784 * 8 + 8 + 8 * 10 + 10
-    assert set(row["rate"]) == {"tutorial", "deapnn", "deapnn_dense", "bare"}
+    assert set(row["rate"]) == {"tutorial", "deapnn", "deapnn_dense", "deapnn_dense_copy", "bare"}
     assert all(rate > 0 for rate in row["rate"].values())
     assert 0 < row["live_input_pixels"] < 784  # MNIST's blank border pixels
     assert row["deapnn_over_bare"] == pytest.approx(row["rate"]["deapnn"] / row["rate"]["bare"])
+    assert row["deapnn_dense_over_bare"] == pytest.approx(
+        row["rate"]["deapnn_dense"] / row["rate"]["bare"])
+    assert len(row["load_average_1min"]) == 2
+    # Part 2: a Functional (build_mlp, batch norm) and a conv model, batched vs the fallback
+    for kind in ("functional", "conv"):
+        model_row = weights_throughput.measure_model(kind, population=4, samples=16, repeats=1,
+                                                     fallback_individuals=2)
+        assert model_row["path"] in ("spec", "stateless")  # batched, not the fallback
+        assert set(model_row["rate"]) == {"batched", "stateless", "fallback"}
+        assert "BatchNormalization" in model_row["layers"] and "Dropout" in model_row["layers"]
+        assert model_row["batched_over_fallback"] == pytest.approx(
+            model_row["rate"]["batched"] / model_row["rate"]["fallback"])

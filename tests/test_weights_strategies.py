@@ -155,3 +155,62 @@ def test_bad_arguments():
         SNES(np.zeros(3), rng=3)
     with pytest.raises(ValueError, match="valid fitness"):
         strategy.update(strategy.generate(creator.WeightVector))
+
+
+@pytest.mark.parametrize("name", ["es", "snes", "pgpe", "sepcma", "cma"])
+def test_strategies_checkpoint_and_resume_exactly_through_evolve(name, tmp_path):
+    """deapnn.evolve(algorithm="generate_update"): 3 generations, a restart with a fresh toolbox
+    and other seeds, 3 more = 6 uninterrupted generations, bit for bit (DEAP's cma.Strategy
+    included: saved by its __dict__, its draws from numpy's global generator)."""
+    import deapnn
+    from deapnn.weights import BatchedEvaluator, NetworkSpec, make_weight_toolbox
+
+    kwargs = {"es": {"lambda_": 8}, "snes": {"lambda_": 8}, "pgpe": {"lambda_": 8},
+              "sepcma": {"lambda_": 8}, "cma": {"lambda_": 8}}[name]
+
+    def toolbox():
+        data = np.random.default_rng(0)
+        x, y = data.random((40, 4), dtype=np.float32), np.arange(40) % 2
+        evaluator = BatchedEvaluator(NetworkSpec.mlp((4,), [3], 2), x, y, batch_size=8)
+        return make_weight_toolbox(evaluator, evaluator, strategy=name, strategy_kwargs=kwargs)
+
+    def run(split):
+        path = tmp_path / f"{split}.pkl"
+        deapnn.seed(5)
+        tb = toolbox()
+        if split:
+            deapnn.evolve(None, tb, 3, algorithm="generate_update", checkpoint=path)
+            deapnn.seed(77)
+            tb = toolbox()
+        pop, log = deapnn.evolve(None, tb, 6, algorithm="generate_update", checkpoint=path)
+        return np.stack(pop), [ind.fitness.values for ind in pop], np.asarray(tb.strategy.centroid), len(log)
+
+    a, b = run(False), run(True)
+    assert a[3] == b[3] == 6
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1] == b[1]
+    np.testing.assert_array_equal(a[2], b[2])
+
+
+def test_toolbox_strategies_are_registered_by_name_and_check_their_centroid():
+    from deap import cma
+
+    from deapnn.weights import PGPE, STRATEGIES, SepCMAES, WeightLayout, make_weight_toolbox
+
+    layout = WeightLayout.from_shapes([(3, 2), (2,)])
+    kinds = {"es": OpenAIES, "snes": SNES, "pgpe": PGPE, "sepcma": SepCMAES, "cma": cma.Strategy}
+    assert set(STRATEGIES) == set(kinds)
+    for name, kind in kinds.items():
+        tb = make_weight_toolbox(layout, strategy=name, strategy_kwargs={"lambda_": 4})
+        assert type(tb.strategy) is kind and len(tb.generate()) == 4
+    start = np.arange(8, dtype=np.float32)
+    tb = make_weight_toolbox(layout, strategy="pgpe", strategy_kwargs={"centroid": start, "lambda_": 4})
+    np.testing.assert_array_equal(tb.strategy.centroid, start)
+    with pytest.raises(ValueError, match=r"centroid must be a vector of the model's 8 weights, got shape \(5,\)"):
+        make_weight_toolbox(layout, strategy="pgpe", strategy_kwargs={"centroid": np.zeros(5)})
+    with pytest.raises(ValueError, match="PGPE: centroid must be finite, got nan at index 2"):
+        make_weight_toolbox(layout, strategy="pgpe", strategy_kwargs={"centroid": [0, 0, np.nan, 0, 0, 0, 0, 0]})
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        make_weight_toolbox(layout, strategy="nes")
+    with pytest.raises(ValueError, match="PGPE: sigma must be finite and > 0, got -0.5"):
+        make_weight_toolbox(layout, strategy="pgpe", strategy_kwargs={"sigma": -0.5})

@@ -209,7 +209,7 @@ class MultiFidelity:
         ``mapper`` is the backend behind the toolbox's current map (a ``CachedMap``'s mapper, or
         the map itself); the toolbox's ``cache``, if any, becomes :attr:`cache` (so novelty
         checks and :func:`deapnn.evolve`'s store see the rung results), else ``toolbox.cache``
-        is set to it. Call it after :func:`deapnn.parallel.register_backend`.
+        is set to it. :func:`deapnn.parallel.register_backend` may be called before or after.
 
         Returns:
             The toolbox.
@@ -380,6 +380,12 @@ class FidelityMap:
                  mapper: Callable[..., Iterable[Any]] = builtins.map) -> None:
         self.fidelity = fidelity
         self.mapper = mapper
+
+    def rewrap(self, mapper: Callable[..., Iterable[Any]]) -> "FidelityMap":
+        """The same multi-fidelity map over another backend map (a ``CachedMap`` is unwrapped:
+        :class:`MultiFidelity` consults the cache itself); :func:`deapnn.parallel.register_backend`
+        calls it, so the backend can be chosen before or after :meth:`MultiFidelity.install`."""
+        return FidelityMap(self.fidelity, mapper.mapper if isinstance(mapper, CachedMap) else mapper)
 
     def __getattr__(self, name: str) -> Any:  # a backend's close(), default_failure ...
         if name in ("fidelity", "mapper"):

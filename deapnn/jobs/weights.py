@@ -11,6 +11,13 @@ The job behind ``deapnn weights`` and the weight arms of ``deapnn compare``. Str
 * ``es``: :class:`deapnn.weights.OpenAIES` through ``eaGenerateUpdate`` (``algorithm=
   "generate_update"``); same fitness.
 * ``snes``: :class:`deapnn.weights.SNES` likewise.
+* ``pgpe``: :class:`deapnn.weights.PGPE` (symmetric sampling, per-weight sigmas, ClipUp) likewise.
+* ``sepcma``: :class:`deapnn.weights.SepCMAES` (separable CMA-ES) likewise.
+* ``cma``: DEAP's own ``cma.Strategy`` (full covariance: small networks, at most
+  :data:`deapnn.weights.cma.CMA_MAX_WEIGHTS` weights) likewise.
+
+The GA's toolbox is honest (:mod:`deapnn.weights.minibatch`): survivors are re-scored on the
+current minibatch before each selection.
 
 Generations run in chunks of :func:`deapnn.evolve` calls on one checkpoint (``checkpoint.pkl``:
 population, hall of fame, strategy and evaluator state, every RNG, logbook; written after every
@@ -35,14 +42,21 @@ from deapnn.jobs.common import (BadInput, Progress, RunFolder, config_dict, form
 
 __all__ = ["AnnealedGaussian", "WeightsConfig", "network_spec", "run_weights"]
 
-STRATEGIES = ("ga", "es", "snes")
+STRATEGIES = ("ga", "es", "snes", "pgpe", "sepcma", "cma")
 #: The job's own state beside the checkpoint: the curve and the clock, written after each chunk.
 STATE_FILE = "weights_state.json"
 DEFAULTS = {  # per strategy: population, minibatch, sigma
     "ga": (100, 128, 0.2),
     "es": (200, 64, 0.05),
     "snes": (100, 64, 0.05),
+    "pgpe": (100, 128, 0.05),
+    "sepcma": (100, 128, 0.05),
+    "cma": (40, 128, 0.1),
 }
+
+
+#: Default step sizes: OpenAI-ES's Adam, PGPE's ClipUp (max speed twice the step).
+LEARNING_RATES = {"es": 0.02, "pgpe": 0.15}
 
 
 @dataclass
@@ -67,7 +81,7 @@ class WeightsConfig:
     alpha: float = 0.0
     tournsize: int = 5
     elites: int = 5
-    learning_rate: float = 0.02
+    learning_rate: float | None = None
     lr_decay: float = 0.9997
     sigma_decay: float = 0.9999
     weight_decay: float = 0.0
@@ -89,8 +103,12 @@ class WeightsConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise BadInput(f"--{name} must be a positive integer, got {value!r}")
-        if self.strategy == "es" and self.population is not None and self.population % 2:
-            raise BadInput(f"--population of es must be even (antithetic pairs), got {self.population}")
+        if self.strategy in ("es", "pgpe") and self.population is not None and self.population % 2:
+            raise BadInput(f"--population of {self.strategy} must be even (mirrored pairs), got {self.population}")
+        if self.strategy in ("es", "pgpe") and self.population is not None and self.population < 2:
+            raise BadInput(f"--population of {self.strategy} must be at least 2, got {self.population}")
+        if self.learning_rate is not None and not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise BadInput(f"--learning-rate must be a positive number, got {self.learning_rate!r}")
         for name in ("sigma", "sigma_final"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
@@ -234,37 +252,56 @@ def _toolbox(config: WeightsConfig, spec: Any, evaluator: Any,
     """The weight toolbox of a run, and its strategy (ES / SNES) or annealed mutation (GA)."""
     from deap import creator
 
-    from deapnn.weights import (SNES, OpenAIES, cx_blend, make_weight_toolbox,
-                                sel_elitist_tournament)
+    from deapnn.weights import (PGPE, SNES, OpenAIES, SepCMAES, cma_strategy, cx_blend,
+                                make_weight_toolbox, sel_elitist_tournament)
 
-    tb = make_weight_toolbox(evaluator, evaluator)
-    if config.backend != "serial":
-        from deapnn.parallel import register_backend
-
-        register_backend(tb, config.backend, workers=config.workers)
     strategy = annealing = None
     sigma = config.sigma if config.sigma is not None else DEFAULTS[config.strategy][2]
+    lr = config.learning_rate if config.learning_rate is not None else LEARNING_RATES.get(config.strategy)
+    if config.strategy == "ga":
+        # the selection is given to the factory, which wraps it to re-score survivors (honest)
+        tb = make_weight_toolbox(evaluator, evaluator, mate=cx_blend, mate_kwargs={"alpha": config.alpha},
+                                 select=sel_elitist_tournament,
+                                 select_kwargs={"tournsize": config.tournsize,
+                                                "elites": min(config.elites, population)})
+    else:
+        tb = make_weight_toolbox(evaluator, evaluator)
+    if config.backend != "serial":
+        from deapnn.parallel import register_backend
+        from deapnn.weights.minibatch import HonestMap
+
+        mapper = register_backend(tb, config.backend, workers=config.workers)
+        if config.strategy == "ga":  # keep the minibatch tags of the honest toolbox
+            tb.register("map", HonestMap(mapper, evaluator))
     start = tb.individual() if config.strategy != "ga" else None
     if start is not None and config.model is not None:  # the strategies start from the saved model's weights
         from deapnn.weights import WeightCodec
 
         start[:] = WeightCodec(spec).encode()
     if config.strategy == "ga":
-        tb.register("mate", cx_blend, alpha=config.alpha)
-        tb.register("select", sel_elitist_tournament, tournsize=config.tournsize,
-                    elites=min(config.elites, population))
         # with --ngen the schedule follows the generations (reproducible), else the budget's clock
         annealing = AnnealedGaussian(tb.layout.init_std("glorot", biases=True), sigma,
                                      config.sigma_final, evaluator=evaluator, ngen=config.ngen)
         tb.register("mutate", annealing)
     elif config.strategy == "es":
         strategy = OpenAIES(start, sigma=sigma, lambda_=population,
-                            learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+                            learning_rate=lr, weight_decay=config.weight_decay,
                             learning_rate_decay=config.lr_decay,
-                            learning_rate_limit=config.learning_rate * 0.1,
+                            learning_rate_limit=lr * 0.1,
                             sigma_decay=config.sigma_decay, sigma_limit=sigma * 0.2)
-    else:
+    elif config.strategy == "snes":
         strategy = SNES(start, sigma=sigma, lambda_=population)
+    elif config.strategy == "pgpe":
+        strategy = PGPE(start, sigma=sigma, lambda_=population, learning_rate=lr,
+                        weight_decay=config.weight_decay, learning_rate_decay=config.lr_decay,
+                        learning_rate_limit=lr * 0.1)
+    elif config.strategy == "sepcma":
+        strategy = SepCMAES(start, sigma=sigma, lambda_=population)
+    else:
+        try:
+            strategy = cma_strategy(start, sigma, lambda_=population)
+        except ValueError as exc:
+            raise BadInput(f"--strategy cma: {exc}") from exc
     if strategy is not None:
         tb.register("generate", strategy.generate, creator.WeightVector)
         tb.register("update", strategy.update)
@@ -344,7 +381,7 @@ def run_weights(folder: RunFolder, config: WeightsConfig, *, quiet: bool = False
 
     def current_model() -> np.ndarray:
         if strategy is not None:
-            return np.asarray(strategy.centroid)
+            return np.asarray(strategy.centroid, dtype=np.float32)
         top = sorted(pop, key=lambda ind: ind.fitness.wvalues[0] if ind.fitness.valid else -np.inf,
                      reverse=True)[:5]
         _, acc, _ = evaluator.scores(np.stack(top), data.x_val, data.y_val)

@@ -38,6 +38,7 @@ backend for the same seed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -504,7 +505,9 @@ def register_backend(toolbox: Any, backend: str | BackendMap | None = "auto", **
         >>> register_backend(toolbox)                       # doctest: +SKIP
 
     Args:
-        toolbox: A ``deap.base.Toolbox``.
+        toolbox: A ``deap.base.Toolbox``. If its current ``map`` is a wrapper with a
+            ``rewrap(map)`` method (:class:`deapnn.weights.minibatch.HonestMap`,
+            :class:`deapnn.core.fidelity.FidelityMap`), the wrapper is kept around the new map.
         backend: A backend name (see :func:`get_map`), or an existing
             :class:`BackendMap` to share its workers between toolboxes (the
             other arguments are then ignored).
@@ -522,6 +525,13 @@ def register_backend(toolbox: Any, backend: str | BackendMap | None = "auto", **
     if mapper.default_failure is None:
         mapper.default_failure = _toolbox_failure(toolbox)
     cache = getattr(toolbox, "cache", None)
-    toolbox.register("map", cache.map(mapper) if isinstance(cache, EvaluationCache) else mapper)
+    registered = cache.map(mapper) if isinstance(cache, EvaluationCache) else mapper
+    current = getattr(toolbox, "map", None)
+    while isinstance(current, functools.partial) and not current.args and not current.keywords:
+        current = current.func  # toolbox.register wraps what it registers in a partial
+    rewrap = getattr(current, "rewrap", None)
+    if callable(rewrap):  # a map wrapper (honest minibatch fitness, multi-fidelity) stays on top
+        registered = rewrap(registered)
+    toolbox.register("map", registered)
     logger.info("evaluation backend: %r", mapper)
     return mapper

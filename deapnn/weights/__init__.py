@@ -14,12 +14,17 @@ One module, one job:
 * :mod:`~deapnn.weights.evaluator` -- :class:`BatchedEvaluator`, the population evaluator that
   the parallel backends' maps (:mod:`deapnn.parallel`) advance and chunk;
 * :mod:`~deapnn.weights.codec`, :mod:`~deapnn.weights.types`, :mod:`~deapnn.weights.operators`,
-  :mod:`~deapnn.weights.toolbox`, :mod:`~deapnn.weights.strategies`.
+  :mod:`~deapnn.weights.toolbox`, :mod:`~deapnn.weights.strategies` (OpenAI-ES, SNES),
+  :mod:`~deapnn.weights.pgpe` (PGPE with ClipUp), :mod:`~deapnn.weights.cma` (sep-CMA-ES, DEAP's
+  ``cma.Strategy`` for small networks);
+* :mod:`~deapnn.weights.minibatch` -- honest fitness on resampled minibatches (survivors
+  re-scored before selection, a hall of fame ranked on validation data).
 """
 
 from deapnn.weights.codec import WeightCodec, WeightLayout
 from deapnn.weights.evaluator import BatchedEvaluator, evaluate_chunk
 from deapnn.weights.spec import (
+    BatchNormSpec,
     Conv2DSpec,
     DenseSpec,
     FlattenSpec,
@@ -37,10 +42,14 @@ from deapnn.weights.operators import (
     sel_elitist_tournament,
 )
 from deapnn.weights.strategies import SNES, OpenAIES, centered_ranks
-from deapnn.weights.toolbox import init_normal, init_uniform, make_weight_toolbox
-from deapnn.weights.types import WeightArray, WeightVector, as_matrix, hall_of_fame
+from deapnn.weights.pgpe import PGPE, ClipUp
+from deapnn.weights.cma import SepCMAES, cma_strategy
+from deapnn.weights.minibatch import HonestMap, ValidationHallOfFame, rescore, sel_rescored
+from deapnn.weights.toolbox import STRATEGIES, init_normal, init_uniform, make_weight_toolbox
+from deapnn.weights.types import WeightArray, WeightVector, as_matrix, hall_of_fame, rows_as_individuals
 
 __all__ = [
+    "BatchNormSpec",
     "BatchedEvaluator",
     "Conv2DSpec",
     "DenseSpec",
@@ -61,6 +70,16 @@ __all__ = [
     "SNES",
     "OpenAIES",
     "centered_ranks",
+    "PGPE",
+    "ClipUp",
+    "SepCMAES",
+    "cma_strategy",
+    "HonestMap",
+    "ValidationHallOfFame",
+    "rescore",
+    "sel_rescored",
+    "STRATEGIES",
+    "rows_as_individuals",
     "init_normal",
     "init_uniform",
     "make_weight_toolbox",

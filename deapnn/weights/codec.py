@@ -7,6 +7,14 @@ plain frozen dataclass (no TensorFlow), so it pickles and can be built from shap
 model's weights into a vector (:meth:`WeightCodec.encode`) and writes a vector back
 (:meth:`WeightCodec.decode`). Only methods of the model object are called, so importing this module
 never imports TensorFlow.
+
+Which variables are in the vector: by default every variable of ``model.weights``, in that order
+(the order of ``model.get_weights()``), trainable or not, so a batch normalisation layer's
+``moving_mean`` and ``moving_variance`` are genes next to its ``gamma`` and ``beta``: evolution
+sets them like any weight, and a forward pass in inference mode reads them. With
+``trainable_only=True`` they are left out (and left as they are in the model). The batched
+evaluator (:class:`deapnn.weights.evaluator.BatchedEvaluator`) uses the default layout on every
+path; variables outside ``model.weights`` (dropout's random-seed state) are never genes.
 """
 
 from __future__ import annotations

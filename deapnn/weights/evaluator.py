@@ -1,14 +1,33 @@
 """Population-batched evaluation of weight vectors: :class:`BatchedEvaluator`.
 
-The evaluator scores a whole population on one minibatch in one TensorFlow computation
-(:class:`~deapnn.weights.graph.BatchedGraph`); models the graph does not cover fall back to one
-Keras forward pass per individual (``set_weights`` + call). The fitness is the negative mean
-cross-entropy or the accuracy on a minibatch drawn from the training data; a non-finite output
-gives a :class:`deapnn.core.failures.Failure` fitness.
+The evaluator scores a whole population on one minibatch in one TensorFlow computation. Three
+paths, chosen once per model (``path="auto"``), all giving the same fitness:
 
-Per call, the individuals are copied once, with numpy, into reusable 64-byte-aligned blocks
-(:func:`~deapnn.weights.buffers.aligned_blocks`), one per graph input, which TensorFlow then reads
-in place through DLPack; the minibatch is converted to TensorFlow once per step.
+* ``"spec"``: a :class:`~deapnn.weights.spec.NetworkSpec` (Dense, Conv2D, pooling, Flatten,
+  Reshape, Dropout, Activation in one chain, Sequential or Functional) runs through the
+  hand-written batched einsum/grouped-convolution graph (:class:`~deapnn.weights.graph.BatchedGraph`),
+  the fastest where it applies (``benchmarks/weights_throughput.py``);
+* ``"stateless"``: any other Keras 3 model runs through its own layers,
+  ``model.stateless_call`` under ``tf.vectorized_map`` (:mod:`deapnn.weights.stateless`): batch
+  normalisation, other layers and branching Functional graphs need no whitelist;
+* ``"fallback"``: a model that cannot be traced that way is evaluated one individual at a time
+  (``set_weights`` + call), after a one-time warning naming the layer.
+
+The flat vector is :class:`~deapnn.weights.codec.WeightLayout` order, every variable of
+``model.weights`` (a batch normalisation layer's moving statistics included) on every path.
+Output rule, on every path: a softmax output layer is read through its logits (its
+pre-activations), any other output is read as logits (like ``from_logits=True``).
+
+The fitness is the negative mean cross-entropy or the accuracy on a minibatch drawn from the
+training data; a weight vector holding NaN or inf, or a non-finite network output, gives a
+:class:`deapnn.core.failures.Failure` fitness for that individual only.
+
+Population buffer: when the individuals are consecutive rows of one 64-byte-aligned float32 array
+(:func:`~deapnn.weights.buffers.shared_matrix`, as strategies built on
+:func:`~deapnn.weights.buffers.aligned_matrix` produce), TensorFlow reads that array in place
+through DLPack and cuts each layer's weights out of it inside the graph. Otherwise (e.g. a
+population of ``initRepeat``) the individuals are copied once, with numpy, into reusable aligned
+blocks. The minibatch is converted to TensorFlow once per step.
 
 The evaluator follows the population-evaluator protocol of :mod:`deapnn.parallel`
 (``evaluate_population(individuals, step)`` and ``next_step()``): the backends' maps
@@ -24,20 +43,24 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import threading
+import warnings
 from typing import Any, Sequence
 
 import numpy
 
 from deapnn.core.failures import Failure
-from deapnn.weights.buffers import aligned_blocks
+from deapnn.weights.buffers import ALIGN, aligned_blocks, aligned_matrix, shared_matrix
 from deapnn.weights.codec import WeightLayout
-from deapnn.weights.spec import NetworkSpec, UnsupportedModel
-from deapnn.weights.types import as_matrix, vector_rows
+from deapnn.weights.spec import Conv2DSpec, NetworkSpec, UnsupportedModel
+from deapnn.weights.types import vector_rows
 
-__all__ = ["BatchedEvaluator", "evaluate_chunk", "FITNESSES"]
+__all__ = ["BatchedEvaluator", "evaluate_chunk", "FITNESSES", "PATHS"]
 
 FITNESSES = ("neg_cross_entropy", "accuracy")
+PATHS = ("auto", "spec", "stateless", "fallback")
+_WARNED: set[str] = set()  # fallback warnings already given in this process
 
 
 class BatchedEvaluator:
@@ -57,9 +80,8 @@ class BatchedEvaluator:
     resumed run draws the same minibatches.
 
     Args:
-        model: A :class:`NetworkSpec`, or a built Keras model. A ``Sequential`` model of supported
-            layers is converted to a spec (batched); any other model is evaluated one individual
-            at a time with ``set_weights`` and a forward call (the fallback).
+        model: A :class:`NetworkSpec`, or a built Keras 3 model (Sequential or Functional, any
+            layers). See the module docstring for the three paths.
         x: Training inputs, shape ``(N, *input_shape)``, float32, finite, ``N >= 1``.
         y: Integer class labels in ``[0, n_classes)``, shape ``(N,)`` (floats holding whole
             numbers are accepted).
@@ -76,12 +98,17 @@ class BatchedEvaluator:
             features that are zero in every sample of the minibatch (and the kernel rows they
             would multiply): exact zeros, so the same scores for less work on sparse inputs
             such as MNIST's blank border pixels. A non-finite weight still gives a failure.
+        path: ``"auto"`` (the spec graph where the model is covered, else ``"stateless"``, else
+            the fallback), or one of ``"spec"``, ``"stateless"``, ``"fallback"`` to force it
+            (a forced path the model cannot take is a ValueError). The chosen one is
+            :attr:`path`.
 
     Raises:
         ValueError: Naming the bad value: an unknown ``fitness``, no samples, a sample count
             that differs between ``x`` and ``y``, non-finite inputs, labels that are not whole
             numbers or lie outside ``[0, n_classes)``, an input shape the model does not take,
-            or a ``batch_size`` / ``chunk_size`` / ``failure`` out of range.
+            a ``batch_size`` / ``chunk_size`` / ``failure`` out of range, or an unknown or
+            impossible ``path``.
     """
 
     def __init__(
@@ -97,7 +124,10 @@ class BatchedEvaluator:
         chunk_size: int = 1024,
         failure: float | Sequence[float] | None = None,
         skip_zero_inputs: bool = True,
+        path: str = "auto",
     ):
+        if path not in PATHS:
+            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
         if fitness not in FITNESSES:
             raise ValueError(f"fitness must be one of {FITNESSES}, got {fitness!r}")
         x = numpy.asarray(x, dtype=numpy.float32)
@@ -124,18 +154,22 @@ class BatchedEvaluator:
         self.skip_zero_inputs = bool(skip_zero_inputs)
         self.failure = _failure_values(failure, fitness)
         self.step = 0
-        self.spec: NetworkSpec | None
+        self.spec: NetworkSpec | None = None
         self._keras_config: str | None = None
-        if isinstance(model, NetworkSpec):
+        self._stateless: Any = None
+        if isinstance(model, NetworkSpec) and path in ("auto", "spec"):
             self.spec = model
         else:
-            try:
-                self.spec = NetworkSpec.from_model(model)
-            except UnsupportedModel:
-                self.spec = None
-                self._keras_config = model.to_json()
-                self._fallback_layout = WeightLayout.from_model(model)
+            if isinstance(model, NetworkSpec):
+                model = model.build_keras()
+            if path in ("auto", "spec"):
+                try:
+                    self.spec = NetworkSpec.from_model(model)
+                except UnsupportedModel as err:
+                    if path == "spec":
+                        raise ValueError(f"path='spec' cannot take this model: {err}") from err
         if self.spec is not None:
+            self.path = "spec"
             if tuple(x.shape[1:]) != self.spec.input_shape:
                 raise ValueError(
                     f"x samples have shape {tuple(x.shape[1:])}, the model expects "
@@ -144,15 +178,31 @@ class BatchedEvaluator:
             self.layout = self.spec.layout()
             self.n_classes: int | None = self.spec.n_outputs
         else:
-            self.layout = self._fallback_layout
+            expected = tuple(getattr(model, "input_shape", (None,))[1:])
+            if all(isinstance(d, int) for d in expected) and tuple(x.shape[1:]) != expected:
+                raise ValueError(f"x samples have shape {tuple(x.shape[1:])}, the model expects "
+                                 f"{expected}")
+            self._keras_config = model.to_json()
+            self.layout = WeightLayout.from_model(model)
             width = (getattr(model, "output_shape", None) or (None,))[-1]
             self.n_classes = int(width) if isinstance(width, (int, numpy.integer)) else None
+            self.path = "fallback"
         self.x = x
         self.y = _check_labels(y, self.n_classes, "y")
         self._graph: Any = None
         self._model: Any = None
         self._batches: tuple | None = None  # (step key, sample chunks as tensors)
         self._scratch = threading.local()  # per thread: {P: aligned weight blocks}
+        if self.spec is None and path in ("auto", "stateless"):
+            # the one expensive check, after every argument's: trace Keras' own layers once
+            try:
+                self._ensure_stateless(x[:1])
+                self.path = "stateless"
+            except Exception as err:  # noqa: BLE001  (any trace failure: named, then fallback)
+                if path == "stateless":
+                    raise ValueError(f"path='stateless' cannot take this model: "
+                                     f"{_first_line(err)}") from err
+                _warn_fallback(model, err)
 
     # -- state and identity ------------------------------------------------------------------
     def state(self) -> dict:
@@ -209,6 +259,7 @@ class BatchedEvaluator:
         state = self.__dict__.copy()
         state["_graph"] = None
         state["_model"] = None
+        state["_stateless"] = None
         state["_batches"] = None
         state.pop("_scratch", None)
         return state
@@ -220,8 +271,9 @@ class BatchedEvaluator:
 
     @property
     def batched(self) -> bool:
-        """True when the vectorised graph is used (False: per-individual fallback)."""
-        return self.spec is not None
+        """True when the population is evaluated in one computation (:attr:`path` ``"spec"`` or
+        ``"stateless"``); False for the per-individual fallback."""
+        return self.path != "fallback"
 
     @property
     def size(self) -> int:
@@ -254,29 +306,32 @@ class BatchedEvaluator:
         """Fitness tuples for a list of individuals (or a ``(P, n)`` matrix) on one minibatch.
 
         Args:
-            individuals: Weight vectors of length :attr:`size`, or a 2-D array.
+            individuals: Float weight vectors of length :attr:`size`, or a 2-D float array.
+                Consecutive rows of one aligned float32 array (the population buffer) are read
+                without a copy.
             step: Minibatch number; default the current :attr:`step`.
 
         Returns:
             One ``(value,)`` per individual; a :class:`deapnn.core.failures.Failure` carrying
-            :attr:`failure` where the network's output is not finite.
+            :attr:`failure` for an individual whose weights hold NaN or inf (reason
+            ``"non-finite weights"``) or whose network output is not finite (reason
+            ``"non-finite network output"``); the others are scored as usual.
 
         Raises:
-            ValueError: For weight vectors of another length or a non-numeric dtype (named).
+            ValueError: For weight vectors of another length (named).
+            TypeError: For weight vectors that are not floating point (the dtype named).
         """
         if len(individuals) == 0:
             return []
-        if self.spec is None:
-            x, y = self.minibatch(step)
-            ce, acc, finite = self.scores(individuals, x, y)
-        else:
-            rows = self._rows(individuals)
-            inputs, n = self._batch_tensors(self.step if step is None else step)
-            ce, acc, finite = self._graph_scores(rows, inputs, n)
+        rows = self._rows(individuals)
+        inputs, n = self._batch_tensors(self.step if step is None else step)
+        ce, acc, finite, finite_w = self._run(rows, inputs, n)
         values = -ce if self.fitness == "neg_cross_entropy" else acc
         out: list[tuple] = []
-        for value, ok in zip(values.tolist(), finite.tolist()):
-            if ok and math.isfinite(value):
+        for value, ok, ok_w in zip(values.tolist(), finite.tolist(), finite_w.tolist()):
+            if not ok_w:
+                out.append(Failure(self.failure, "non-finite weights"))
+            elif ok and math.isfinite(value):
                 out.append((value,))
             else:
                 out.append(Failure(self.failure, "non-finite network output"))
@@ -293,7 +348,8 @@ class BatchedEvaluator:
             y: Integer labels.
 
         Returns:
-            ``(cross_entropy (P,), accuracy (P,), finite (P,) bool)`` as numpy arrays.
+            ``(cross_entropy (P,), accuracy (P,), finite (P,) bool)`` as numpy arrays; ``finite``
+            is False where the weights or the outputs hold NaN or inf.
         """
         x = numpy.asarray(x, dtype=numpy.float32)
         y = numpy.asarray(y)
@@ -304,72 +360,102 @@ class BatchedEvaluator:
             raise ValueError(f"y must hold one label per sample of x ({n}), got shape {y.shape}")
         _check_inputs(x, "x")
         y = _check_labels(y, self.n_classes, "y")
-        if self.spec is not None:
-            inputs = self._ensure_graph().prepare(x, y, sample_chunk)
-            return self._graph_scores(self._rows(weights), inputs, n)
-        weights = self._matrix(weights)
-        ce = numpy.zeros(weights.shape[0], numpy.float64)
-        acc = numpy.zeros(weights.shape[0], numpy.float64)
-        finite = numpy.ones(weights.shape[0], bool)
-        for s in range(0, n, sample_chunk):
-            xs, ys = x[s : s + sample_chunk], y[s : s + sample_chunk]
-            for p in range(0, weights.shape[0], self.chunk_size):
-                c, a, f = self._fitness(weights[p : p + self.chunk_size], xs, ys)
-                ce[p : p + self.chunk_size] += c * len(ys)
-                acc[p : p + self.chunk_size] += a * len(ys)
-                finite[p : p + self.chunk_size] &= f
-        return ce / n, acc / n, finite
+        ce, acc, finite, finite_w = self._run(self._rows(weights), self._prepare(x, y, sample_chunk), n)
+        return ce, acc, finite & finite_w
 
     def predict(self, weights: Any, x: numpy.ndarray, sample_chunk: int = 2048) -> numpy.ndarray:
-        """Network outputs (softmax probabilities for a softmax head), shape ``(P, B, K)``.
-
-        A single vector gives ``(1, B, K)``.
-        """
+        """Network outputs, shape ``(P, B, K)``: softmax probabilities for a softmax output
+        layer, the raw outputs (logits) otherwise. A single vector gives ``(1, B, K)``."""
         x = numpy.asarray(x, dtype=numpy.float32)
-        if self.spec is not None:
-            graph = self._ensure_graph()
-            rows = self._rows(weights)
-            out = numpy.empty((len(rows), x.shape[0], self.spec.n_outputs), numpy.float32)
-            for p in range(0, len(rows), self.chunk_size):
-                params = tuple(graph.tensor(b) for b in self._blocks(rows[p : p + self.chunk_size]))
+        rows = self._rows(weights)
+        pop = len(rows)
+        out = numpy.empty((pop, x.shape[0], self.n_classes or 0), numpy.float32)
+        if self.path == "fallback":
+            model = self._ensure_model()
+            for i in range(pop):
+                self._codec.decode(rows[i])
                 for s in range(0, x.shape[0], sample_chunk):
-                    part = graph.predict(params, graph.constant(x[s : s + sample_chunk])).numpy()
-                    out[p : p + self.chunk_size, s : s + sample_chunk] = part
+                    logits = numpy.asarray(model(x[s : s + sample_chunk], training=False))
+                    out[i, s : s + sample_chunk] = (_softmax(_as_logits(logits, self._head))
+                                                    if self._head else logits)
             return out
-        weights = self._matrix(weights)
-        outs = []
-        for s in range(0, x.shape[0], sample_chunk):
-            parts = [
-                self._predict(weights[p : p + self.chunk_size], x[s : s + sample_chunk])
-                for p in range(0, weights.shape[0], self.chunk_size)
-            ]
-            outs.append(numpy.concatenate(parts, axis=0))
-        return numpy.concatenate(outs, axis=1)
+        size = self._chunk(min(sample_chunk, x.shape[0]))
+        for p in range(0, pop, size):
+            chunk = rows[p : p + size]
+            if self.path == "spec":
+                graph = self._ensure_graph()
+                params = tuple(graph.tensor(b) for b in self._blocks(chunk))
+                run = graph.predict
+            else:
+                graph = self._ensure_stateless()
+                params = graph_tensor(self._matrix(_two_rows(chunk)))
+                run = graph.predict
+            for s in range(0, x.shape[0], sample_chunk):
+                part = run(params, _constant(x[s : s + sample_chunk])).numpy()[: len(chunk)]
+                out[p : p + size, s : s + sample_chunk] = part
+            del params
+        return out
 
     # -- internals ---------------------------------------------------------------------------
-    def _matrix(self, individuals: Any) -> numpy.ndarray:
-        if isinstance(individuals, numpy.ndarray) and individuals.ndim == 1:
-            individuals = individuals[None, :]
-        weights = as_matrix(individuals)
-        if weights.shape[1] != self.size:
-            raise ValueError(
-                f"weight vectors have length {weights.shape[1]}, the model has {self.size} parameters"
-            )
-        return weights
-
     def _rows(self, individuals: Any) -> numpy.ndarray | list[numpy.ndarray]:
         """The weight vectors as a 2-D array or a list of 1-D arrays, checked, not copied."""
         if isinstance(individuals, numpy.ndarray) and individuals.ndim in (1, 2):
             rows = individuals[None, :] if individuals.ndim == 1 else individuals
-            length, dtype = rows.shape[1], rows.dtype
+            length, dtypes = rows.shape[1], {rows.dtype}
         else:
             rows = vector_rows(individuals)
-            length, dtype = rows[0].shape[0], rows[0].dtype
-        if dtype.kind not in "fiu":
-            raise ValueError(f"weight vectors must hold real numbers, got dtype {dtype}")
+            length, dtypes = rows[0].shape[0], {row.dtype for row in rows}
+        for dtype in dtypes:
+            if dtype.kind != "f":
+                raise TypeError(f"weight vectors must hold floating-point numbers (float32 "
+                                f"expected), got dtype {dtype}")
         if length != self.size:
             raise ValueError(f"weight vectors have length {length}, the model has {self.size} parameters")
         return rows
+
+    def _chunk(self, samples: int) -> int:
+        """Individuals per TensorFlow call: :attr:`chunk_size`, and for a spec with convolutions
+        at most as many as keep the largest activation, ``(individuals, samples, H, W, C)``,
+        within 2**23 floats (32 MB): the population lives in the channel axis there, and
+        tensors that outgrow the caches made a population of 64 on 256 MNIST images 1.4x
+        slower than chunks of 8 (measured). Per individual the scores do not depend on it."""
+        if self.path != "spec" or not any(isinstance(layer, Conv2DSpec) for layer in self.spec.layers):
+            return self.chunk_size
+        widest = max(math.prod(shape) for shape in self.spec._shapes)
+        return max(1, min(self.chunk_size, (1 << 23) // max(1, samples * widest)))
+
+    def _shared(self, rows: Any) -> numpy.ndarray | None:
+        """``rows`` as a writable ``(P, n)`` float32 view of the population buffer when they are
+        consecutive rows of one 64-byte-aligned array (TensorFlow then reads it in place), else
+        None (the caller copies)."""
+        if isinstance(rows, numpy.ndarray):
+            matrix = rows if rows.dtype == numpy.float32 and rows.flags.c_contiguous else None
+            first = matrix
+        else:
+            matrix = shared_matrix(rows)
+            first = rows[0] if matrix is not None else None
+        if matrix is None or matrix.ctypes.data % ALIGN or not first.flags.writeable:
+            return None
+        # shared_matrix's view is read-only, which DLPack refuses; this one is the same memory
+        return numpy.lib.stride_tricks.as_strided(numpy.asarray(first).view(numpy.ndarray),
+                                                  shape=matrix.shape, strides=matrix.strides)
+
+    def _matrix(self, rows: Any) -> numpy.ndarray:
+        """The population as an aligned ``(P, n)`` float32 matrix: the buffer itself, or a copy
+        into this thread's reusable scratch matrix."""
+        shared = self._shared(rows)
+        if shared is not None:
+            return shared
+        pop = len(rows)
+        cache = getattr(self._scratch, "matrix", None)
+        if cache is None or cache.shape[0] != pop:
+            cache = self._scratch.matrix = aligned_matrix(pop, self.size)
+        if isinstance(rows, numpy.ndarray):
+            cache[...] = rows
+        else:
+            for i, row in enumerate(rows):
+                cache[i] = row
+        return cache
 
     def _blocks(self, rows: numpy.ndarray | list[numpy.ndarray]) -> list[numpy.ndarray]:
         """Copy ``rows`` into this thread's reusable blocks, one per graph input.
@@ -391,16 +477,26 @@ class BatchedEvaluator:
             if len(cache) >= 2:
                 cache.clear()
             blocks = cache[pop] = aligned_blocks([shape for _, _, shape in spans], pop)
-        if isinstance(rows, numpy.ndarray):
-            for (a, b, _), block in zip(spans, blocks):
+        for (a, b, _), block in zip(spans, blocks):
+            if isinstance(rows, numpy.ndarray):
                 block.reshape(pop, b - a)[...] = rows[:, a:b]
-        else:
-            for (a, b, _), block in zip(spans, blocks):
+            else:
                 numpy.concatenate([row[a:b] for row in rows], out=block.reshape(-1), casting="unsafe")
         return blocks
 
+    def _prepare(self, x: numpy.ndarray, y: numpy.ndarray, chunk: int = 2048) -> tuple:
+        """Samples as the chosen path's inputs: ``([(x, y, count) per chunk], keep)``."""
+        if self.path == "spec":
+            return self._ensure_graph().prepare(x, y, chunk)
+        if self.path == "fallback":
+            return [(x[s : s + chunk], y[s : s + chunk], len(y[s : s + chunk]))
+                    for s in range(0, x.shape[0], chunk)], None
+        self._ensure_stateless()
+        return [(_constant(x[s : s + chunk]), _constant(y[s : s + chunk]), len(y[s : s + chunk]))
+                for s in range(0, x.shape[0], chunk)], None
+
     def _batch_tensors(self, step: int) -> tuple[tuple, int]:
-        """Minibatch ``step`` as :meth:`BatchedGraph.prepare` inputs (2048-sample chunks), and its size.
+        """Minibatch ``step`` as :meth:`_prepare` inputs (2048-sample chunks), and its size.
 
         Converted once per step and kept (one step at a time), so the generation's calls and
         chunks reuse the tensors instead of copying numpy arrays into TensorFlow every call.
@@ -410,29 +506,45 @@ class BatchedEvaluator:
         if cached is not None and cached[0] == key:
             return cached[1]
         x, y = self.minibatch(step)
-        inputs = self._ensure_graph().prepare(x, y)
+        inputs = self._prepare(x, y)
         self._batches = (key, (inputs, x.shape[0]))
         return inputs, x.shape[0]
 
-    def _graph_scores(
-        self, rows: Any, inputs: tuple, n: int
-    ) -> tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
-        """:meth:`scores` through the batched graph, on :meth:`BatchedGraph.prepare` inputs."""
-        graph = self._ensure_graph()
+    def _run(self, rows: Any, inputs: tuple, n: int) -> tuple[numpy.ndarray, ...]:
+        """``(cross-entropy, accuracy, finite outputs, finite weights)`` per individual on
+        :meth:`_prepare` inputs, by the chosen path, ``chunk_size`` individuals per call."""
         batches, keep = inputs
         pop = len(rows)
         ce = numpy.zeros(pop, numpy.float64)
         acc = numpy.zeros(pop, numpy.float64)
         finite = numpy.ones(pop, bool)
-        for p in range(0, pop, self.chunk_size):
-            params = tuple(graph.tensor(b) for b in self._blocks(rows[p : p + self.chunk_size]))
+        finite_w = numpy.ones(pop, bool)
+        size = self._chunk(max(k for _, _, k in batches))
+        for p in range(0, pop, size):
+            chunk = rows[p : p + size]
+            part = slice(p, p + size)
+            if self.path == "fallback":
+                fn = lambda xs, ys: self._fallback_scores(chunk, xs, ys)  # noqa: E731
+            elif self.path == "spec":
+                graph = self._ensure_graph()
+                shared = self._shared(chunk)
+                params = (graph_tensor(shared) if shared is not None
+                          else tuple(graph.tensor(b) for b in self._blocks(chunk)))
+                fn = lambda xs, ys: graph.fitness(params, xs, ys, keep)  # noqa: E731
+            else:
+                graph = self._ensure_stateless()
+                params = graph_tensor(self._matrix(_two_rows(chunk)))
+                fn = lambda xs, ys: graph.fitness(params, xs, ys)  # noqa: E731
             for xs, ys, k in batches:
-                c, a, f = graph.fitness(params, xs, ys, keep)
-                ce[p : p + self.chunk_size] += c.numpy() * k
-                acc[p : p + self.chunk_size] += a.numpy() * k
-                finite[p : p + self.chunk_size] &= f.numpy()
-            del params  # the tensors share the blocks' memory, which the next call overwrites
-        return ce / n, acc / n, finite
+                c, a, f, fw = (numpy.asarray(v)[: len(chunk)] for v in fn(xs, ys))
+                ce[part] += c * k
+                acc[part] += a * k
+                finite[part] &= f
+                finite_w[part] &= fw
+            params = None  # the tensors share the buffers' memory, which the next call overwrites
+        for i in numpy.flatnonzero(~finite_w):  # a flag from a sum: confirm, exactly
+            finite_w[i] = bool(numpy.isfinite(numpy.asarray(rows[i])).all())
+        return ce / n, acc / n, finite, finite_w
 
     def _ensure_graph(self) -> Any:
         if self._graph is None:
@@ -441,37 +553,127 @@ class BatchedEvaluator:
             self._graph = BatchedGraph(self.spec, prune=self.skip_zero_inputs)
         return self._graph
 
+    def _ensure_stateless(self, probe: numpy.ndarray | None = None) -> Any:
+        """The process's :class:`~deapnn.weights.stateless.StatelessGraph` (built on first use;
+        with ``probe`` samples, also run once, raising what TensorFlow raises)."""
+        if self._stateless is None:
+            from deapnn.weights.stateless import StatelessGraph
+
+            graph = StatelessGraph(self._keras_config, self.layout)
+            if probe is not None:
+                zeros = numpy.zeros((2, self.size), numpy.float32)
+                graph.fitness(zeros, probe, numpy.zeros(len(probe), numpy.int32))
+            self._stateless = graph
+        return self._stateless
+
     def _ensure_model(self) -> Any:
         if self._model is None:
-            from deapnn.core.console import import_tensorflow
-
-            import_tensorflow()
-            import keras
-
-            self._model = keras.models.model_from_json(self._keras_config)
             from deapnn.weights.codec import WeightCodec
+            from deapnn.weights.stateless import model_logits_copy
 
+            self._model, self._head = model_logits_copy(self._keras_config)
             self._codec = WeightCodec(self._model)
         return self._model
 
-    def _fitness(self, weights: numpy.ndarray, x: numpy.ndarray, y: numpy.ndarray):
-        """Per-individual fallback (models the batched graph does not cover)."""
-        probs = self._predict(weights, x)
-        with numpy.errstate(all="ignore"):
-            finite = numpy.isfinite(probs).all(axis=(1, 2))
-            p_true = numpy.take_along_axis(probs, numpy.broadcast_to(y[None, :, None], (len(probs), len(y), 1)), 2)
-            ce = -numpy.log(numpy.clip(p_true[..., 0], 1e-12, None)).mean(axis=1)
-            acc = (probs.argmax(axis=-1) == y[None, :]).mean(axis=1)
-        return ce, acc, finite
-
-    def _predict(self, weights: numpy.ndarray, x: numpy.ndarray) -> numpy.ndarray:
-        """Per-individual fallback: ``set_weights`` (through the codec) and a forward call."""
+    def _fallback_scores(self, weights: Any, x: numpy.ndarray, y: numpy.ndarray):
+        """Per-individual fallback: ``set_weights`` (through the codec) and a forward call of
+        the logits copy of the model; cross-entropy from the logits (the output rule)."""
         model = self._ensure_model()
-        outs = []
-        for row in weights:
+        pop = len(weights)
+        ce = numpy.zeros(pop)
+        acc = numpy.zeros(pop)
+        finite = numpy.ones(pop, bool)
+        finite_w = numpy.ones(pop, bool)
+        for i in range(pop):
+            row = numpy.asarray(weights[i])
+            if not numpy.isfinite(row).all():
+                finite_w[i] = False
+                continue
             self._codec.decode(row)
-            outs.append(numpy.asarray(model(x, training=False)))
-        return numpy.stack(outs)
+            logits = _as_logits(numpy.asarray(model(x, training=False), numpy.float64), self._head)
+            finite[i] = numpy.isfinite(logits).all()
+            with numpy.errstate(all="ignore"):
+                top = logits.max(axis=-1, keepdims=True)
+                log_probs = logits - top - numpy.log(numpy.exp(logits - top).sum(axis=-1, keepdims=True))
+                ce[i] = -log_probs[numpy.arange(len(y)), y].mean()
+                acc[i] = (logits.argmax(axis=-1) == y).mean()
+        return ce, acc, finite, finite_w
+
+
+def _two_rows(rows: Any) -> Any:
+    """``rows``, with its one row repeated when there is only one: ``vectorized_map``'s loop
+    fallback (e.g. for a convolution whose filter differs per individual) fails on a population
+    of one; the caller keeps the first result."""
+    if len(rows) != 1:
+        return rows
+    return numpy.concatenate([rows, rows]) if isinstance(rows, numpy.ndarray) else [rows[0], rows[0]]
+
+
+def graph_tensor(matrix: numpy.ndarray) -> Any:
+    """A ``(P, n)`` aligned float32 matrix as a TensorFlow tensor sharing its memory (DLPack)."""
+    from deapnn.core.console import import_tensorflow
+
+    import_tensorflow()
+    import tensorflow as tf
+
+    from deapnn.weights.graph import zero_copy_converter
+
+    return zero_copy_converter(tf)(matrix)
+
+
+def _constant(array: numpy.ndarray) -> Any:
+    import tensorflow as tf
+
+    return tf.constant(array)
+
+
+def _as_logits(out: numpy.ndarray, head: str | None) -> numpy.ndarray:
+    """The output rule for a forward pass of a logits copy: a ``Softmax`` layer's
+    probabilities become their log; anything else already is logits."""
+    if head == "layer":
+        with numpy.errstate(divide="ignore"):
+            return numpy.log(numpy.maximum(out, 1e-30))
+    return out
+
+
+def _softmax(logits: numpy.ndarray) -> numpy.ndarray:
+    e = numpy.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(numpy.float32)
+
+
+def _first_line(err: BaseException) -> str:
+    """The message of ``err`` in one short line (Keras' "Exception encountered" banner and
+    TensorFlow's trace skipped)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if "Exception encountered when calling" in line and i + 1 < len(lines):
+            return f"{type(err).__name__}: {lines[i + 1]}"[:300]
+    return f"{type(err).__name__}: {lines[-1] if lines else ''}"[:300]
+
+
+def _warn_fallback(model: Any, err: BaseException) -> None:
+    """One warning per model and cause: which layer cannot be batched, then the fallback.
+
+    The layer is the one Keras names in "Exception encountered when calling <Class>.call()",
+    else the layer whose name the error mentions (the longest such name)."""
+    text = str(err)
+    calling = re.search(r"when calling (\w+)\.call\(\)", text)
+    layers = list(getattr(model, "_flatten_layers", lambda **_: model.layers)(
+        include_self=False, recursive=True))
+    layer = None
+    if calling:
+        layer = next((l for l in layers if type(l).__name__ == calling.group(1)), None)
+    if layer is None:
+        named = [l for l in layers if l.name and l.name in text]
+        layer = max(named, key=lambda l: len(l.name)) if named else None
+    where = (f"layer {layer.name!r} ({type(layer).__name__})" if layer is not None
+             else f"model {getattr(model, 'name', '?')!r}")
+    message = (f"BatchedEvaluator: {where} cannot be batched ({_first_line(err)}); "
+               "evaluating one individual at a time (set_weights + call), far slower")
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def evaluate_chunk(evaluator: BatchedEvaluator, individuals: Any, step: int) -> list[tuple]:

@@ -3,11 +3,18 @@
 :class:`BatchedGraph` computes the forward pass of a whole population in one TensorFlow graph:
 a Dense layer on a shared input is one broadcast batched matmul ``(1, B, I) @ (P, I, U)``, later
 Dense layers are batched matmuls ``(P, B, I) @ (P, I, U)``, a first Conv2D is one convolution with
-``P * F`` filters and later convolutions are grouped convolutions (``P`` groups). The head computes
-the softmax cross-entropy from logits laid out ``(P, K, B)``, its elementwise work fused into one
-XLA kernel where XLA is available. When the first weight layer is Dense, input features that are
-zero in every sample of the minibatch are left out of it (``prune``): exact, and on MNIST about
-29% less work in the dominant layer.
+``P * F`` filters and later convolutions are grouped convolutions (``P`` groups); batch
+normalisation (inference) is a per-individual scale and shift. The head computes the softmax
+cross-entropy from logits laid out ``(P, K, B)``. When the first weight layer is Dense, input
+features that are zero in every sample of the minibatch are left out of it (``prune``): exact,
+and on MNIST about 29% less work in the dominant layer.
+
+The population comes either as one block per span (:meth:`BatchedEvaluator._blocks`, a copy) or
+as the ``(P, n)`` population buffer itself, read in place (DLPack) and cut into spans inside the
+graph; both give the same bits. Per individual, the results do not depend on ``P`` (the plain
+head; see :class:`BatchedGraph`), so a population scored in other chunks (SCOOP workers) scores
+the same. Non-finite weights are flagged per individual (a sum per span, and for the first Dense
+kernel, the bulk of an MLP, one extra all-ones sample whose pre-activations are its column sums).
 
 TensorFlow is imported only when a graph is built (inside a worker, on first use).
 """
@@ -18,7 +25,8 @@ from typing import Any, Callable, Sequence
 
 import numpy
 
-from deapnn.weights.spec import Conv2DSpec, DenseSpec, FlattenSpec, NetworkSpec, PoolSpec, ReshapeSpec
+from deapnn.weights.spec import (BatchNormSpec, Conv2DSpec, DenseSpec, FlattenSpec, NetworkSpec,
+                                 PoolSpec, ReshapeSpec)
 
 __all__ = ["BatchedGraph", "weight_plan", "zero_copy_converter"]
 
@@ -67,6 +75,11 @@ def weight_plan(spec: NetworkSpec) -> tuple[list[tuple], list[tuple[int, int, tu
                 spans.append((off, off + size, shape))
                 indices = [len(spans) - 1]
             first = False
+        elif isinstance(layer, BatchNormSpec):
+            for _ in range(int(layer.scale) + int(layer.center) + 2):
+                off, size, shape = next(variables)
+                spans.append((off, off + size, shape))
+                indices.append(len(spans) - 1)
         plan.append((layer, out_shape, indices, merged))
     return plan, spans
 
@@ -81,7 +94,11 @@ def _first_dense(plan: Sequence[tuple]) -> tuple | None:
 def _build_forward(spec: NetworkSpec, pruned: bool = False) -> Callable:
     """Python function ``(params, x (B, ...)) -> logits (P, B, K)`` for tf.function.
 
-    With ``classes_first=True`` the logits come out as ``(P, K, B)``.
+    With ``classes_first=True`` the logits come out as ``(P, K, B)``. With ``probe=True`` (a
+    first Dense layer, not pruned) one all-ones sample is appended to the batch at the first
+    Dense layer and ``(logits, probe)`` is returned: ``probe`` ``(P, U)`` holds that sample's
+    pre-activations, the first layer's kernel column sums plus bias, non-finite where one of
+    those weights is; the logits then hold ``B + 1`` samples, the probe last.
 
     With ``pruned`` (only when the first weight layer is Dense, see :func:`_first_dense`), ``x``
     is the flat input already reduced to the columns ``keep`` (the kept input features, then a
@@ -105,10 +122,11 @@ def _build_forward(spec: NetworkSpec, pruned: bool = False) -> Callable:
     last = len(plan) - 1
 
     def forward(weights: Sequence[Any], x: Any, classes_first: bool = False,
-                keep: Any = None) -> Any:
+                keep: Any = None, probe: bool = False) -> Any:
         pop = tf.shape(weights[0])[0]
         batch = tf.shape(x)[0]
         h = x
+        probe_out = None
         mode = "shared"
         prev_shape = tuple(spec.input_shape)
         for i, (layer, out_shape, params, merged) in enumerate(plan):
@@ -140,6 +158,11 @@ def _build_forward(spec: NetworkSpec, pruned: bool = False) -> Callable:
                     kernel = tf.gather(kernel, keep, axis=1)
                 elif merged:  # (P, I + 1, U): kernel rows, then the bias row
                     h = tf.concat([h, tf.ones((batch, 1), h.dtype)], axis=1)
+                if probe and mode == "shared":
+                    # one more sample, all ones: its pre-activation is the kernel's column sums,
+                    # non-finite when any of its weights is (or, rarely, when they overflow)
+                    h = tf.concat([h, tf.ones((1, tf.shape(h)[1]), h.dtype)], axis=0)
+                    batch = batch + 1
                 if i == last and classes_first:
                     # (P, K, B) = kernel^T @ h^T: the head then reduces over a middle axis of K,
                     # which TensorFlow's CPU kernels do far faster than over a short last axis
@@ -151,9 +174,27 @@ def _build_forward(spec: NetworkSpec, pruned: bool = False) -> Callable:
                     h = tf.matmul(h[None] if mode == "shared" else h, kernel)
                     if layer.use_bias and not merged:
                         h = h + weights[params[1]][:, None, :]
+                if probe and mode == "shared":
+                    probe_out = h[:, :, -1] if i == last and classes_first else h[:, -1, :]
                 mode = "stacked"
                 if not (i == last and layer.activation == "softmax"):
                     h = _activate(tf, h, layer.activation)
+            elif isinstance(layer, BatchNormSpec):
+                # inference: x * inv + (beta - mean * inv), inv = gamma / sqrt(variance + eps),
+                # each (P, C), broadcast where the representation keeps the population
+                it = iter(params)
+                gamma = weights[next(it)] if layer.scale else None
+                beta = weights[next(it)] if layer.center else None
+                mean, variance = weights[next(it)], weights[next(it)]
+                inv = tf.math.rsqrt(variance + tf.constant(layer.epsilon, variance.dtype))
+                if gamma is not None:
+                    inv = inv * gamma
+                shift = -mean * inv if beta is None else beta - mean * inv
+                if mode == "packed":  # (B, H, W, P * C)
+                    h = h * tf.reshape(inv, (-1,)) + tf.reshape(shift, (-1,))
+                else:  # stacked (P, B, C)
+                    h = h * inv[:, None, :] + shift[:, None, :]
+                h = _activate(tf, h, layer.activation)
             elif isinstance(layer, Conv2DSpec):
                 kh, kw, cin, cout = spans[params[0]][2]
                 kernel = weights[params[0]]  # (P, kh, kw, cin, cout)
@@ -164,7 +205,7 @@ def _build_forward(spec: NetworkSpec, pruned: bool = False) -> Callable:
                 mode = "packed"
                 h = _activate(tf, h, layer.activation)
             prev_shape = out_shape
-        return h
+        return (h, probe_out) if probe else h
 
     return forward
 
@@ -172,12 +213,19 @@ def _build_forward(spec: NetworkSpec, pruned: bool = False) -> Callable:
 class BatchedGraph:
     """Compiled tf.functions for one spec (one per process).
 
-    Both take the population as a tuple of tensors, one per span of :func:`weight_plan`, each
-    shaped ``(P, *span_shape)`` (see :meth:`BatchedEvaluator._blocks`); the signatures leave ``P``
-    and the number of samples free, so each function is traced once.
+    They take the population as a tuple of tensors, one per span of :func:`weight_plan`, each
+    shaped ``(P, *span_shape)`` (see :meth:`BatchedEvaluator._blocks`), or (:meth:`fitness`) as
+    one ``(P, n)`` matrix; the signatures leave ``P`` and the number of samples free, so each
+    function is traced once.
+
+    Args:
+        spec: The network.
+        prune: Leave inputs that are zero in every sample out of a first Dense layer.
+        fused: Fuse the head's elementwise work with XLA (faster, but its results then depend on
+            the population size in the last bits; off by default).
     """
 
-    def __init__(self, spec: NetworkSpec, prune: bool = False):
+    def __init__(self, spec: NetworkSpec, prune: bool = False, fused: bool = False):
         from deapnn.core.console import import_tensorflow
 
         import_tensorflow()
@@ -214,35 +262,76 @@ class BatchedGraph:
             correct = tf.cast(tf.equal(predicted, y[None, :]), tf.float32)
             return tf.reduce_mean(ce, axis=1), tf.reduce_mean(correct, axis=1), finite
 
-        def make_fitness(head):
+        n = self.spans[-1][1] if self.spans else 0
+        m_spec = tf.TensorSpec([None, n], tf.float32)
+        spans = self.spans
+
+        def split(matrix):
+            """The population matrix ``(P, n)`` cut into the spans' tensors (in the graph)."""
+            return tuple(tf.reshape(matrix[:, a:b], (-1, *shape)) for a, b, shape in spans)
+
+        # Which weights may be non-finite, per individual: a sum over each span is non-finite
+        # when one of its weights is (a sum is one fast pass; a sum of finite weights can
+        # overflow, so the evaluator confirms flagged individuals exactly, in numpy). On the
+        # dense path the first Dense kernel, the bulk of the weights, needs no pass of its own:
+        # one extra sample of ones through the first layer gives its column sums (``probe``).
+        probe = first is not None and not self.pruned
+        probed = first[2] if probe else ()
+
+        def body(head, weights, x, y, keep):
+            if self.pruned:
+                logits = fitness_forward(weights, x, True, keep)
+                ok = []
+            elif probe:  # logits (P, K, B + 1): the probe sample is the last
+                logits, probe_out = forward(weights, x, classes_first=True, probe=True)
+                logits = logits[:, :, :-1]
+                ok = [tf.reduce_all(tf.math.is_finite(probe_out), axis=1)]
+            else:  # a softmax head's pre-activations; other heads' outputs are read as logits
+                logits = forward(weights, x, classes_first=True)  # (P, K, B)
+                ok = []
+            for j, w in enumerate(weights):
+                if j not in probed:
+                    total = tf.reduce_sum(tf.reshape(w, (tf.shape(w)[0], -1)), axis=1)
+                    ok.append(tf.math.is_finite(total))
+            return (*head(logits, y), tf.reduce_all(tf.stack(ok), axis=0))
+
+        def make_fitness(head, matrix):
+            """``(weights, x, y[, keep]) -> (ce, acc, finite outputs, finite weights)``; the
+            weights as one ``(P, n)`` matrix (sliced in the graph) or as span blocks."""
+            w_sig = m_spec if matrix else w_spec
+
+            def prep(w):
+                return split(w) if matrix else w
+
             if not self.pruned:
-                @tf.function(input_signature=[w_spec, x_spec, y_spec])
-                def fitness(weights, x, y):
-                    # a softmax head's pre-activations; other heads' outputs are read as logits
-                    return head(forward(weights, x, classes_first=True), y)  # logits (P, K, B)
+                @tf.function(autograph=False, input_signature=[w_sig, x_spec, y_spec])
+                def fitness(w, x, y):
+                    return body(head, prep(w), x, y, None)
 
                 return fitness
 
-            @tf.function(input_signature=[w_spec, tf.TensorSpec([None, None], tf.float32),
+            @tf.function(autograph=False, input_signature=[w_sig, tf.TensorSpec([None, None], tf.float32),
                                           y_spec, keep_spec])
-            def pruned_fitness(weights, x, y, keep):
-                ce, acc, finite = head(fitness_forward(weights, x, True, keep), y)
-                # a non-finite weight on a dropped input would make Keras' output NaN (0 * inf)
-                first_kernel = weights[first[2][0]]
-                return ce, acc, finite & tf.reduce_all(tf.math.is_finite(first_kernel), axis=[1, 2])
+            def pruned_fitness(w, x, y, keep):
+                # a non-finite weight on a dropped input would make Keras' output NaN (0 * inf):
+                # the weights' own check catches it
+                return body(head, prep(w), x, y, keep)
 
             return pruned_fitness
 
-        # The head is a dozen elementwise ops over (P, K, B); run one by one they cost as much
-        # as the last matmul. XLA fuses them into one loop (the matmuls stay on TensorFlow's
-        # oneDNN kernels, which are faster on CPU than XLA's). Where XLA is unavailable or
-        # fails, the first call falls back to the plain graph (see :meth:`fitness`).
-        self._fitness_fused = make_fitness(tf.function(head, jit_compile=True))
-        self._fitness_plain = make_fitness(head)
-        self._fused: bool | None = None
+        # The head is a dozen elementwise ops over (P, K, B). XLA can fuse them into one loop
+        # (``fused=True``), but its reductions' order then depends on P: the same individual
+        # scores differently (~1e-7) in chunks of different sizes, i.e. serially and under
+        # SCOOP. So the plain graph is the default, whose per-individual results do not depend
+        # on P. With ``fused=True``, where XLA is unavailable or fails, the first call falls
+        # back to the plain graph (see :meth:`fitness`).
+        fused_head = tf.function(head, jit_compile=True, autograph=False)
+        self._fitness_fused = {m: make_fitness(fused_head, m) for m in (False, True)}
+        self._fitness_plain = {m: make_fitness(head, m) for m in (False, True)}
+        self._fused: bool | None = None if fused else False
         self._errors = (tf.errors.OpError, NotImplementedError)
 
-        @tf.function(input_signature=[w_spec, x_spec])
+        @tf.function(autograph=False, input_signature=[w_spec, x_spec])
         def predict(weights, x):
             out = forward(weights, x)
             return tf.nn.softmax(out, axis=-1) if self.softmax_output else out
@@ -251,20 +340,23 @@ class BatchedGraph:
         self.tensor = zero_copy_converter(tf)
         self.constant = tf.constant
 
-    def fitness(self, weights: tuple, x: Any, y: Any, keep: Any = None) -> tuple[Any, Any, Any]:
-        """``(cross-entropy (P,), accuracy (P,), finite (P,))`` of the population on ``(x, y)``.
+    def fitness(self, weights: Any, x: Any, y: Any, keep: Any = None) -> tuple[Any, Any, Any, Any]:
+        """``(cross-entropy (P,), accuracy (P,), finite outputs (P,), finite weights (P,))``.
 
+        ``weights`` is a tuple of span blocks (:meth:`BatchedEvaluator._blocks`) or one
+        ``(P, n)`` population matrix (the population buffer), sliced into spans in the graph.
         When :attr:`pruned`, ``x`` and ``keep`` come from :meth:`prepare`.
         """
+        matrix = not isinstance(weights, (tuple, list))
         args = (weights, x, y, keep) if self.pruned else (weights, x, y)
         if self._fused is None:
             try:
-                out = self._fitness_fused(*args)
+                out = self._fitness_fused[matrix](*args)
                 self._fused = True
                 return out
             except self._errors:
                 self._fused = False
-        return (self._fitness_fused if self._fused else self._fitness_plain)(*args)
+        return (self._fitness_fused if self._fused else self._fitness_plain)[matrix](*args)
 
     def prepare(self, x: numpy.ndarray, y: numpy.ndarray,
                 chunk: int = 2048) -> tuple[list[tuple[Any, Any, int]], Any]:

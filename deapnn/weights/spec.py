@@ -1,10 +1,11 @@
 """Network descriptions the batched graph evaluates: plain, picklable layer specs (no TensorFlow).
 
 A :class:`NetworkSpec` is a feed-forward stack of :class:`DenseSpec`, :class:`Conv2DSpec`,
-:class:`PoolSpec`, :class:`FlattenSpec` and :class:`ReshapeSpec` layers. It is built directly
-(``NetworkSpec.mlp((28, 28), [128], 10)``) or read from a ``keras.Sequential`` model
-(:meth:`NetworkSpec.from_model`, which raises :class:`UnsupportedModel` for layers the graph does
-not cover), knows its weight :meth:`~NetworkSpec.layout` (Keras' order) and builds the
+:class:`PoolSpec`, :class:`BatchNormSpec`, :class:`FlattenSpec` and :class:`ReshapeSpec` layers.
+It is built directly (``NetworkSpec.mlp((28, 28), [128], 10)``) or read from a Keras model that
+is one chain of layers, Sequential or Functional (:meth:`NetworkSpec.from_model`, which raises
+:class:`UnsupportedModel` for layers the graph does not cover: the evaluator then runs the model
+through Keras itself, :mod:`deapnn.weights.stateless`), knows its weight :meth:`~NetworkSpec.layout` (Keras' order) and builds the
 equivalent Keras model (:meth:`~NetworkSpec.build_keras`). Layer specs validate in their
 constructors and raise ValueError naming the bad value.
 """
@@ -21,6 +22,7 @@ __all__ = [
     "DenseSpec",
     "Conv2DSpec",
     "PoolSpec",
+    "BatchNormSpec",
     "FlattenSpec",
     "ReshapeSpec",
     "LayerSpec",
@@ -93,6 +95,26 @@ class PoolSpec:
 
 
 @dataclass(frozen=True)
+class BatchNormSpec:
+    """Batch normalisation over the last (channel) axis in inference mode, then ``activation``.
+
+    Its variables, in Keras' order: ``gamma`` (if ``scale``), ``beta`` (if ``center``),
+    ``moving_mean``, ``moving_variance``; all four are genes of the weight vector (see
+    :mod:`deapnn.weights.codec`). Output: ``(x - mean) / sqrt(variance + epsilon) * gamma + beta``.
+    """
+
+    epsilon: float = 1e-3
+    center: bool = True
+    scale: bool = True
+    activation: str = "linear"
+
+    def __post_init__(self) -> None:
+        if not self.epsilon > 0:
+            raise ValueError(f"BatchNormSpec: epsilon must be > 0, got {self.epsilon!r}")
+        _check_activation(self.activation)
+
+
+@dataclass(frozen=True)
 class FlattenSpec:
     """Flatten all but the batch axis (row-major, as Keras does)."""
 
@@ -104,7 +126,7 @@ class ReshapeSpec:
     target_shape: tuple[int, ...]
 
 
-LayerSpec = DenseSpec | Conv2DSpec | PoolSpec | FlattenSpec | ReshapeSpec
+LayerSpec = DenseSpec | Conv2DSpec | PoolSpec | BatchNormSpec | FlattenSpec | ReshapeSpec
 
 
 class UnsupportedModel(ValueError):
@@ -144,17 +166,18 @@ class NetworkSpec:
 
     @classmethod
     def from_model(cls, model: Any) -> "NetworkSpec":
-        """Describe a ``keras.Sequential`` model made of supported layers.
+        """Describe a ``keras.Sequential`` model, or a Functional model whose layers form one
+        chain (one input, one output, each layer fed by the one before), of supported layers.
 
         Supported: InputLayer, Flatten, Reshape, Dense, Conv2D (channels last, no dilation,
-        no groups), MaxPooling2D, AveragePooling2D, Dropout (identity at inference),
-        Activation.
+        no groups), MaxPooling2D, AveragePooling2D, BatchNormalization (last axis, after a
+        weight layer; inference mode), Dropout (identity at inference), Activation.
 
         Raises:
             UnsupportedModel: For anything else (use the per-individual fallback).
         """
         if type(model).__name__ != "Sequential":
-            raise UnsupportedModel(f"only Sequential models are batched, got {type(model).__name__}")
+            _check_chain(model)
         layers: list[LayerSpec] = []
         for layer in model.layers:
             kind = type(layer).__name__
@@ -197,9 +220,18 @@ class NetworkSpec:
                         cfg["padding"],
                     )
                 )
+            elif kind == "BatchNormalization":
+                axis = cfg.get("axis", -1)
+                axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+                rank = len(layer.input.shape) if hasattr(layer, "input") else None
+                if axis != -1 and (rank is None or axis != rank - 1):
+                    raise UnsupportedModel(f"layer {layer.name!r}: batch normalisation over axis "
+                                           f"{cfg.get('axis')!r} is not batched (last axis only)")
+                layers.append(BatchNormSpec(float(cfg["epsilon"]), bool(cfg.get("center", True)),
+                                            bool(cfg.get("scale", True))))
             elif kind == "Activation":
                 _supported_activation(act, layer)
-                if not layers or not isinstance(layers[-1], (DenseSpec, Conv2DSpec)):
+                if not layers or not isinstance(layers[-1], (DenseSpec, Conv2DSpec, BatchNormSpec)):
                     raise UnsupportedModel(f"layer {layer.name!r}: Activation must follow a weight layer")
                 if layers[-1].activation != "linear":
                     raise UnsupportedModel(f"layer {layer.name!r}: stacked activations not batched")
@@ -241,6 +273,10 @@ class NetworkSpec:
                 h, w = _conv_out(shape[:2], layer.kernel_size, layer.strides, layer.padding)
                 shape = (h, w, layer.filters)
                 per_individual = True
+            elif isinstance(layer, BatchNormSpec):
+                if not per_individual:
+                    raise UnsupportedModel(f"layer {i}: batch normalisation before the first "
+                                           "weight layer is not batched")
             elif isinstance(layer, PoolSpec):
                 if stacked:
                     raise UnsupportedModel(f"layer {i}: pooling after a Dense layer is not batched")
@@ -272,6 +308,8 @@ class NetworkSpec:
                 shapes.append((*layer.kernel_size, prev[2], layer.filters))
                 if layer.use_bias:
                     shapes.append((layer.filters,))
+            elif isinstance(layer, BatchNormSpec):
+                shapes += [(prev[-1],)] * (int(layer.scale) + int(layer.center) + 2)
             prev = out_shape
         return shapes
 
@@ -283,6 +321,8 @@ class NetworkSpec:
                 names.append(f"{type(layer).__name__[:-4].lower()}_{i}/kernel")
                 if layer.use_bias:
                     names.append(f"{type(layer).__name__[:-4].lower()}_{i}/bias")
+            elif isinstance(layer, BatchNormSpec):
+                names += [f"batch_norm_{i}/{v}" for v in batch_norm_variables(layer)]
         return WeightLayout.from_shapes(self.weight_shapes(), names=names)
 
     def build_keras(self) -> Any:
@@ -307,10 +347,42 @@ class NetworkSpec:
                         activation=layer.activation, use_bias=layer.use_bias,
                     )
                 )
+            elif isinstance(layer, BatchNormSpec):
+                layers.append(keras.layers.BatchNormalization(
+                    epsilon=layer.epsilon, center=layer.center, scale=layer.scale))
+                if layer.activation != "linear":
+                    layers.append(keras.layers.Activation(layer.activation))
             else:
                 cls = keras.layers.MaxPooling2D if layer.kind == "max" else keras.layers.AveragePooling2D
                 layers.append(cls(layer.pool_size, layer.strides, layer.padding))
         return keras.Sequential(layers)
+
+
+def batch_norm_variables(layer: BatchNormSpec) -> list[str]:
+    """Names of a :class:`BatchNormSpec`'s variables, in Keras' order."""
+    return (["gamma"] if layer.scale else []) + (["beta"] if layer.center else []) + \
+        ["moving_mean", "moving_variance"]
+
+
+def _check_chain(model: Any) -> None:
+    """Raise UnsupportedModel unless the Functional ``model`` is one chain of layers."""
+    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    if not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
+        raise UnsupportedModel(f"model {getattr(model, 'name', '?')!r} of type "
+                               f"{type(model).__name__} is not a one-input, one-output chain")
+    previous = inputs[0]
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        try:
+            fed, out = layer.input, layer.output
+        except (AttributeError, ValueError) as err:  # a layer used more than once, a sub-model
+            raise UnsupportedModel(f"layer {layer.name!r} is not one link of a chain") from err
+        if fed is not previous or isinstance(out, (list, tuple)):
+            raise UnsupportedModel(f"layer {layer.name!r} is not fed by the layer before it")
+        previous = out
+    if previous is not outputs[0]:
+        raise UnsupportedModel("the model's output is not its last layer's")
 
 
 def _supported_activation(name: str, layer: Any) -> None:

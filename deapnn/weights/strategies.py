@@ -17,6 +17,11 @@ from the ``rng`` argument (a ``numpy.random.Generator``), default :func:`deapnn.
 looked up at each call (so :func:`deapnn.seed` applies to strategies built before it).
 Fitness is read as ``ind.fitness.wvalues[0]`` (so minimising types work too); only ranks are used,
 so a failed evaluation (``-inf``) simply ranks last.
+
+More strategies of the same shape: :class:`deapnn.weights.PGPE` (:mod:`deapnn.weights.pgpe`, PGPE
+with ClipUp), :class:`deapnn.weights.SepCMAES` and DEAP's own ``cma.Strategy``
+(:mod:`deapnn.weights.cma`); :func:`deapnn.weights.make_weight_toolbox` builds any of them by name
+(``strategy="es" | "snes" | "pgpe" | "sepcma" | "cma"``).
 """
 
 from __future__ import annotations

@@ -9,11 +9,23 @@ population evaluator (:class:`~deapnn.weights.evaluator.BatchedEvaluator`) as ``
 map is the serial backend's (:class:`deapnn.parallel.SerialMap`), which evaluates each
 generation in one vectorised call; :func:`deapnn.parallel.register_backend` swaps in processes or
 SCOOP.
+
+Honest fitness (on by default when the evaluator draws a new minibatch every generation, see
+:mod:`deapnn.weights.minibatch`): the map is wrapped in :class:`~deapnn.weights.minibatch.HonestMap`
+and ``select`` in :func:`~deapnn.weights.minibatch.sel_rescored`, so every individual a selection
+compares is scored on that generation's minibatch; ``validation=(x_val, y_val)`` registers
+``hall_of_fame(maxsize)``, a :class:`~deapnn.weights.minibatch.ValidationHallOfFame`. To change the
+selection of an honest toolbox, pass it here (``select=``) rather than re-registering it.
+
+``strategy=`` (a name from :data:`STRATEGIES` or a class) builds an evolution strategy around
+``toolbox.individual()`` and registers ``generate``/``update`` for ``algorithms.eaGenerateUpdate``
+and :func:`deapnn.evolve` (``algorithm="generate_update"``); the strategy is ``toolbox.strategy``.
 """
 
 from __future__ import annotations
 
 import builtins
+import functools
 from typing import Any, Callable, Mapping
 
 import numpy
@@ -23,9 +35,11 @@ from deapnn.core import seeding
 from deapnn.core.options import check_sigma, register_operators, takes
 from deapnn.weights import operators
 from deapnn.weights.codec import WeightLayout
+from deapnn.weights.minibatch import HonestMap, ValidationHallOfFame, resamples, sel_rescored
+from deapnn.weights.types import hall_of_fame
 
 __all__ = ["make_weight_toolbox", "init_normal", "init_uniform", "layout_of", "INITS", "MATE",
-           "MUTATE", "SELECT"]
+           "MUTATE", "SELECT", "STRATEGIES"]
 
 INITS = ("glorot", "he", "uniform")
 
@@ -44,6 +58,24 @@ SELECT: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "elitist_tournament": (operators.sel_elitist_tournament, {"tournsize": 3}),
     "best": (tools.selBest, {}),
 }
+
+def _strategy_table() -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
+    from deapnn.weights.cma import SepCMAES, cma_strategy
+    from deapnn.weights.pgpe import PGPE
+    from deapnn.weights.strategies import SNES, OpenAIES
+
+    return {
+        "es": (OpenAIES, {}),
+        "snes": (SNES, {}),
+        "pgpe": (PGPE, {}),
+        "sepcma": (SepCMAES, {}),
+        "cma": (cma_strategy, {"sigma": 0.1}),  # DEAP's cma.Strategy, full covariance: small nets
+    }
+
+
+#: Strategy names of ``make_weight_toolbox(strategy=...)``: OpenAI-ES, SNES, PGPE (ClipUp),
+#: sep-CMA-ES and DEAP's own ``cma.Strategy``.
+STRATEGIES = ("es", "snes", "pgpe", "sepcma", "cma")
 MATES = tuple(MATE)  # the names, as older code read them
 
 
@@ -110,6 +142,10 @@ def make_weight_toolbox(
     sigma: float | None = None,
     per_layer: bool = False,
     map: Callable | None = None,
+    honest: bool | None = None,
+    validation: tuple[Any, Any] | None = None,
+    strategy: str | Callable[..., Any] | None = None,
+    strategy_kwargs: Mapping[str, Any] | None = None,
     rng: numpy.random.Generator | None = None,
 ) -> base.Toolbox:
     """Register weight-vector operators on a new ``deap.base.Toolbox``.
@@ -145,11 +181,26 @@ def make_weight_toolbox(
             e.g. ``BatchedEvaluator``), the serial backend's map (``deapnn.parallel.SerialMap()``),
             which advances it to its next minibatch and evaluates the whole generation in one
             call; for any other ``evaluate``, the builtin ``map``.
+        honest: Compare fitness on one minibatch (:mod:`deapnn.weights.minibatch`): wrap ``map``
+            in ``HonestMap`` and ``select`` in ``sel_rescored``. Default (``None``): on when
+            ``evaluate`` is a population evaluator with ``resample=True``. ``True`` without such
+            an evaluator is a ValueError.
+        validation: ``(x_val, y_val)``: register ``hall_of_fame(maxsize, **kwargs)`` as a
+            ``ValidationHallOfFame`` on them (needs a population evaluator as ``evaluate``);
+            without it ``hall_of_fame`` is :func:`deapnn.weights.hall_of_fame`.
+        strategy: An evolution strategy to build and register as ``generate``/``update``
+            (``toolbox.strategy``): a name from :data:`STRATEGIES` (``"es"``, ``"snes"``,
+            ``"pgpe"``, ``"sepcma"``, ``"cma"``: DEAP's ``cma.Strategy``, up to a few thousand
+            weights) or a callable ``strategy(centroid, **strategy_kwargs)``. Its centroid is
+            ``toolbox.individual()`` (so ``init`` applies); it gets ``rng`` when given and it takes one.
+        strategy_kwargs: Knobs of the strategy (``sigma``, ``lambda_``, ``learning_rate``, ...);
+            ``centroid`` starts it from given weights instead (a vector of ``layout.size``; one of
+            another length is a ValueError, a non-finite value the strategy's ValueError).
         rng: numpy Generator of the initialisation and of the operators that take ``rng``;
             default (``None``): :func:`deapnn.core.seeding.get_rng` at call time.
 
     Returns:
-        The toolbox, with the layout as ``toolbox.layout``.
+        The toolbox, with the layout as ``toolbox.layout`` (and ``toolbox.strategy``).
 
     Raises:
         ValueError: For an unknown ``init`` or operator name, or a knob out of range.
@@ -193,5 +244,53 @@ def make_weight_toolbox(
         from deapnn.parallel.worker import is_batched
 
         map = SerialMap() if evaluate is not None and is_batched(evaluate) else builtins.map
+    if honest is None:
+        honest = evaluate is not None and resamples(_target(evaluate))
+    if honest:
+        if evaluate is None or not resamples(_target(evaluate)):
+            raise ValueError("honest=True needs a population evaluator that resamples its minibatch "
+                             f"(evaluate_population, step, resample=True) as evaluate, got {evaluate!r}")
+        evaluator = _target(evaluate)
+        map = HonestMap(map, evaluator)
+        tb.register("select", sel_rescored, select=tb.select, evaluator=evaluator)
     tb.register("map", map)
+    if validation is not None:
+        evaluator = _target(evaluate) if evaluate is not None else None
+        if not callable(getattr(evaluator, "scores", None)):
+            raise ValueError("validation= needs a population evaluator with scores(weights, x, y) as evaluate")
+        if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+            raise ValueError(f"validation must be a pair (x_val, y_val), got {type(validation).__name__}")
+        tb.register("hall_of_fame", ValidationHallOfFame, evaluator=evaluator, x=validation[0], y=validation[1])
+    else:
+        tb.register("hall_of_fame", hall_of_fame)
+    if strategy is not None:
+        table = _strategy_table()
+        if isinstance(strategy, str):
+            if strategy not in table:
+                raise ValueError(f"strategy must be one of {STRATEGIES} or a callable, got {strategy!r}")
+            factory, knobs = table[strategy]
+        elif callable(strategy):
+            factory, knobs = strategy, {}
+        else:
+            raise TypeError(f"strategy must be a name or a callable, got {strategy!r}")
+        knobs = {**knobs, **dict(strategy_kwargs or {})}
+        if rng is not None and "rng" not in knobs and takes(factory, "rng"):
+            knobs["rng"] = rng
+        centroid = knobs.pop("centroid", None)
+        if centroid is None:
+            centroid = tb.individual()
+        elif numpy.shape(centroid) != (layout.size,):
+            raise ValueError(f"strategy centroid must be a vector of the model's {layout.size} weights, "
+                             f"got shape {numpy.shape(centroid)}")
+        tb.strategy = factory(centroid, **knobs)
+        tb.register("generate", tb.strategy.generate, ind_cls)
+        tb.register("update", tb.strategy.update)
+    elif strategy_kwargs:
+        raise TypeError("strategy_kwargs given without strategy=")
     return tb
+
+
+def _target(func: Any) -> Any:
+    while isinstance(func, functools.partial):
+        func = func.func
+    return func

@@ -25,7 +25,7 @@ from deap import creator, tools
 
 import deapnn.core.types as _types
 
-__all__ = ["WeightArray", "WeightVector", "hall_of_fame", "as_matrix", "vector_rows"]
+__all__ = ["WeightArray", "WeightVector", "hall_of_fame", "as_matrix", "vector_rows", "rows_as_individuals"]
 
 
 class WeightArray(numpy.ndarray):
@@ -85,3 +85,37 @@ def vector_rows(individuals: Any) -> list[numpy.ndarray]:
     if len(lengths) != 1 or rows[0].ndim != 1:
         raise ValueError(f"as_matrix: individuals must be 1-D of one length, got shapes {lengths}")
     return rows
+
+
+def rows_as_individuals(matrix: numpy.ndarray, ind_init: Any) -> list[Any]:
+    """The rows of a ``(P, n)`` float32 matrix as individuals, without copying them.
+
+    The population buffer of the strategies (:mod:`deapnn.weights.pgpe`, :mod:`~deapnn.weights.cma`):
+    with a numpy-array individual class such as ``creator.WeightVector``, individual ``i`` is a
+    view of row ``i`` (its class set to ``ind_init``) with a fresh fitness, initialised as DEAP's
+    creator ``__init__`` does; :func:`deapnn.weights.buffers.shared_matrix` then gives back the
+    matrix, so the evaluator reads the population in place. Any other ``ind_init`` (a function, a
+    ``functools.partial``, a list class) is called on each row, which copies.
+
+    Args:
+        matrix: C-contiguous float32 matrix, e.g. :func:`deapnn.weights.buffers.aligned_matrix`.
+        ind_init: Individual class or constructor taking a 1-D array.
+
+    Returns:
+        ``P`` individuals.
+
+    Raises:
+        ValueError: If ``matrix`` is not a 2-D C-contiguous float32 array.
+    """
+    if (not isinstance(matrix, numpy.ndarray) or matrix.ndim != 2 or matrix.dtype != numpy.float32
+            or not matrix.flags.c_contiguous):
+        raise ValueError("rows_as_individuals needs a 2-D C-contiguous float32 matrix, got "
+                         f"{getattr(matrix, 'shape', None)} {getattr(matrix, 'dtype', type(matrix).__name__)}")
+    if not (isinstance(ind_init, type) and issubclass(ind_init, numpy.ndarray)):
+        return [ind_init(row) for row in matrix]
+    out = []
+    for row in matrix:
+        ind = row.view(ind_init)
+        ind.__init__()  # DEAP's creator __init__: sets the instance attributes (the fitness)
+        out.append(ind)
+    return out
