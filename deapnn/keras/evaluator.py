@@ -437,6 +437,17 @@ class KerasEvaluator:
         values = genome_values(genome)
         return int(values.get("batch_size") or self.batch_size)
 
+    def _setup(self) -> tuple[Any, Any]:
+        """Keras and the dataset, or a SetupError (unknown metric or loss, a dataset that cannot
+        be loaded): no genome could be evaluated."""
+        keras = _keras()
+        check_metric(self.metric, self.loss)
+        try:
+            return keras, self.dataset
+        except Exception as exc:  # no genome could be evaluated: the setup is wrong
+            raise SetupError(f"the dataset could not be loaded: {type(exc).__name__}: "
+                             f"{exc}") from exc
+
     def evaluate(self, genome: Any) -> TrainingRecord:
         """Trains and scores ``genome``'s network; never raises for a failing model.
 
@@ -448,13 +459,7 @@ class KerasEvaluator:
                 when the model's results lack the metric: the setup is wrong, whatever the
                 genome.
         """
-        keras = _keras()
-        check_metric(self.metric, self.loss)
-        try:
-            data = self.dataset
-        except Exception as exc:  # no genome could be evaluated: the setup is wrong
-            raise SetupError(f"the dataset could not be loaded: {type(exc).__name__}: "
-                             f"{exc}") from exc
+        keras, data = self._setup()
         start = time.monotonic()
         params: int | None = None
         score: float | None = None
@@ -541,13 +546,7 @@ class KerasEvaluator:
                 or not math.isfinite(budget):
             raise ValueError(f"budget must be a positive number of epochs, got {budget!r}")
         total = budget if total is None else total
-        keras = _keras()
-        check_metric(self.metric, self.loss)
-        try:
-            data = self.dataset
-        except Exception as exc:  # no genome could be evaluated: the setup is wrong
-            raise SetupError(f"the dataset could not be loaded: {type(exc).__name__}: "
-                             f"{exc}") from exc
+        keras, data = self._setup()
         start = time.monotonic()
         params: int | None = None
         score: float | None = None
