@@ -39,10 +39,10 @@ Register them yourself on any toolbox::
                      tournsize=3)
     hof = ValidationHallOfFame(5, evaluator, x_val, y_val)
 
-A backend registered afterwards (:func:`deapnn.parallel.register_backend`) replaces
-``toolbox.map`` and with it the tags; :func:`sel_rescored` then re-scores every individual before
-each selection (still honest, at the cost of evaluating the survivors once more). Wrap the new map
-again with :class:`HonestMap` to avoid that.
+A backend registered afterwards (:func:`deapnn.parallel.register_backend`) keeps the wrapper:
+it calls :meth:`HonestMap.rewrap` with the new map. A map registered by hand over an
+:class:`HonestMap` drops the tags; :func:`sel_rescored` then re-scores every individual before each
+selection (still honest, at the cost of evaluating the survivors once more).
 """
 
 from __future__ import annotations
