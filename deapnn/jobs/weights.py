@@ -268,11 +268,8 @@ def _toolbox(config: WeightsConfig, spec: Any, evaluator: Any,
         tb = make_weight_toolbox(evaluator, evaluator)
     if config.backend != "serial":
         from deapnn.parallel import register_backend
-        from deapnn.weights.minibatch import HonestMap
 
-        mapper = register_backend(tb, config.backend, workers=config.workers)
-        if config.strategy == "ga":  # keep the minibatch tags of the honest toolbox
-            tb.register("map", HonestMap(mapper, evaluator))
+        register_backend(tb, config.backend, workers=config.workers)  # keeps the honest map (GA)
     start = tb.individual() if config.strategy != "ga" else None
     if start is not None and config.model is not None:  # the strategies start from the saved model's weights
         from deapnn.weights import WeightCodec
