@@ -369,7 +369,10 @@ def main() -> None:
     results = []
     for method in args.methods:
         print(f"== {method} ({args.budget:.0f} s budget)", flush=True)
+        load_before = os.getloadavg()
         results.append(run_method(method, args, data))
+        # the machine's load around the run (timing figures are only comparable on an idle one)
+        results[-1]["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
         print(results[-1]["classification_report_text"])
     print(f"{'method':<14}{'test acc':>10}{'generations':>13}{'evaluations':>13}{'wall s':>9}")
     for r in results:
