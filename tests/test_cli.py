@@ -18,8 +18,9 @@ import pytest
 
 SUBCOMMANDS = ("compare", "hparams", "weights", "resume", "report")
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-#: A small hyperparameter run: two genomes, two generations, short training.
-SMALL_HPARAMS = ["hparams", "--data", "digits", "--population", "2", "--ngen", "2",
+#: A small hyperparameter run: two genomes, four generations (so that a SIGINT sent after the
+#: first logbook lands while generations are left to run), short training.
+SMALL_HPARAMS = ["hparams", "--data", "digits", "--population", "2", "--ngen", "4",
                  "--max-training-time", "2", "--best-epochs", "2", "--seed", "3", "--quiet"]
 
 
@@ -130,20 +131,20 @@ def test_sigint_then_resume_ends_like_an_uninterrupted_run(finished_run, tmp_pat
     assert proc.returncode == 130, err[-3000:]
     assert f"deapnn resume {tmp_path / 'cut'}" in err and "Traceback" not in err
     cut = json.loads(logbook.read_text())
-    assert cut[-1]["gen"] < 2  # interrupted before the last generation
+    assert cut[-1]["gen"] < 4  # interrupted before the last generation
     assert json.loads((tmp_path / "cut" / "run.json").read_text())["status"] == "interrupted"
 
     done = deapnn("resume", tmp_path / "cut", "--quiet")
     assert done.returncode == 0, done.stderr[-3000:]
     resumed = json.loads(logbook.read_text())
     whole = json.loads((finished_run / "logbook.json").read_text())
-    assert [r["gen"] for r in resumed] == [r["gen"] for r in whole] == [0, 1, 2]
+    assert [r["gen"] for r in resumed] == [r["gen"] for r in whole] == [0, 1, 2, 3, 4]
     assert resumed[:len(cut)] == cut  # the finished generations were kept as they were
     run = json.loads((tmp_path / "cut" / "run.json").read_text())
     assert run["status"] == "finished" and [h["status"] for h in run["history"]] == [
         "interrupted", "finished"]
     result = json.loads((tmp_path / "cut" / "result.json").read_text())
-    assert result["generations"] == 2 and (tmp_path / "cut" / "best.keras").exists()
+    assert result["generations"] == 4 and (tmp_path / "cut" / "best.keras").exists()
 
 
 def test_report_redraws_every_figure_from_a_copied_folder(finished_run, tmp_path):

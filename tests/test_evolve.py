@@ -620,3 +620,14 @@ def test_stateful_operator_state_is_checkpointed_and_resumed(tmp_path):
     assert fresh.calls == ref_counter.calls > 0
     assert [list(i) for i in pop] == [list(i) for i in ref_pop]
     assert log.select("max") == ref_log.select("max")
+
+
+def test_a_resume_without_the_population_can_be_resumed_again_with_it(tmp_path):
+    """A checkpoint rewritten by a call with population=None keeps the population size, so a
+    later call that passes the population (as a job looping over evolve does) still matches."""
+    toolbox = _toolbox()
+    deapnn.seed(0)
+    pop, _ = evolve(toolbox.population(n=6), toolbox, 1, checkpoint=tmp_path / "c.pkl")
+    pop, _ = evolve(None, _toolbox(), 2, checkpoint=tmp_path / "c.pkl")
+    pop, log = evolve(pop, _toolbox(), 3, checkpoint=tmp_path / "c.pkl")
+    assert [r["gen"] for r in log] == [0, 1, 2, 3]

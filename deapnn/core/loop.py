@@ -436,6 +436,8 @@ def evolve(
                 raise CheckpointError(f"{str(path)!r} is a deapnn checkpoint of another kind of run "
                                       f"({state.get('kind')!r}), not of evolve()")
             _compare_settings(path, state["settings"], settings)
+            if "population size" in state["settings"]:  # a resume with population=None keeps it
+                settings["population size"] = state["settings"]["population size"]
             _restore(state, run, population, toolbox, cache, owners, evaluator, halloffame)
     store = _open_store(store, path, cache)
     if retry_failed:
