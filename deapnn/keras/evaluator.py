@@ -448,6 +448,23 @@ class KerasEvaluator:
             raise SetupError(f"the dataset could not be loaded: {type(exc).__name__}: "
                              f"{exc}") from exc
 
+    def _validate(self, model: Any, data: Any, batch_size: int, guard: Any) -> tuple[float | None, str | None]:
+        """``(score, failure reason)`` of a trained model on the validation split: no score after
+        a time-out (when ``fail_on_timeout``), a reason for a non-finite score or loss; a
+        SetupError when the metric is not among the model's results."""
+        if guard.timed_out and self.fail_on_timeout:
+            return None, f"time limit of {self.max_training_time}s reached"
+        results = model.evaluate(data.x_val, data.y_val, batch_size=max(batch_size, 256),
+                                 verbose=0, return_dict=True)
+        if self.metric not in results:
+            raise SetupError(f"metric {self.metric!r} is not in the model's "
+                             f"results {sorted(results)}")
+        score = float(results[self.metric])
+        if not math.isfinite(score) or not math.isfinite(float(results["loss"])):
+            return score, (f"non-finite validation {self.metric} ({score}) / loss "
+                           f"({float(results['loss'])}): the model diverged")
+        return score, None
+
     def evaluate(self, genome: Any) -> TrainingRecord:
         """Trains and scores ``genome``'s network; never raises for a failing model.
 
@@ -477,19 +494,7 @@ class KerasEvaluator:
                                 epochs=self.max_epochs, callbacks=callbacks, shuffle=True,
                                 verbose=self.verbose)
                 history = {k: [float(x) for x in v] for k, v in fit.history.items()}
-                if guard.timed_out and self.fail_on_timeout:
-                    reason = f"time limit of {self.max_training_time}s reached"
-                else:
-                    results = model.evaluate(data.x_val, data.y_val,
-                                             batch_size=max(batch_size, 256), verbose=0,
-                                             return_dict=True)
-                    if self.metric not in results:
-                        raise SetupError(f"metric {self.metric!r} is not in the model's "
-                                         f"results {sorted(results)}")
-                    score = float(results[self.metric])
-                    if not math.isfinite(score) or not math.isfinite(float(results["loss"])):
-                        reason = (f"non-finite validation {self.metric} ({score}) / loss "
-                                  f"({float(results['loss'])}): the model diverged")
+                score, reason = self._validate(model, data, batch_size, guard)
         except SetupError:
             raise
         except Exception as error:  # noqa: BLE001 - recorded as a Failure, never hidden
@@ -573,19 +578,7 @@ class KerasEvaluator:
                                     shuffle=False, verbose=self.verbose)
                     history = {k: [float(x) for x in v] for k, v in fit.history.items()}
                 trained = int(model.optimizer.iterations)
-                if guard.timed_out and self.fail_on_timeout:
-                    reason = f"time limit of {self.max_training_time}s reached"
-                else:
-                    results = model.evaluate(data.x_val, data.y_val,
-                                             batch_size=max(batch_size, 256), verbose=0,
-                                             return_dict=True)
-                    if self.metric not in results:
-                        raise SetupError(f"metric {self.metric!r} is not in the model's "
-                                         f"results {sorted(results)}")
-                    score = float(results[self.metric])
-                    if not math.isfinite(score) or not math.isfinite(float(results["loss"])):
-                        reason = (f"non-finite validation {self.metric} ({score}) / loss "
-                                  f"({float(results['loss'])}): the model diverged")
+                score, reason = self._validate(model, data, batch_size, guard)
                 if reason is None and save is not None:
                     save_training_state(save, model, trained)
         except SetupError:
