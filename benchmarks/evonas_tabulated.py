@@ -13,9 +13,14 @@ agent, the Evo-NAS hybrid) under DEAP's unmodified ``eaGenerateUpdate``; uniform
 ``deapnn.make_toolbox`` toolboxes with ``mutate="resample"`` and ``mutate="learned"``
 (:func:`deapnn.hparams.learned.mut_learned`), same seeds, same everything else.
 
-To reproduce (about a minute on a shared 2-core machine)::
+To reproduce (10-20 minutes on a shared 2-core machine)::
 
     python benchmarks/evonas_tabulated.py --seeds 100
+
+Settings are chosen on seeds 1000-1099 (``--first-seed 1000``), reported on 0-99. The comparison of
+``mut_learned`` with ``mut_resample`` is paired by seed (same seed, same initial population): the
+script prints the difference of the medians with a 90% paired bootstrap interval and the per-seed
+wins, losses and ties.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from deap import algorithms, creator
@@ -56,7 +62,8 @@ def run(name: str, space, scores, seed: int, args) -> list[float]:
         learned = name.endswith("learned")
         mutate_kwargs = {"indpb": args.indpb}
         if learned:
-            mutate_kwargs["learner"] = LearnedMutation(space, explore=args.explore, **learner)
+            mutate_kwargs["learner"] = LearnedMutation(space, explore=args.explore, rates=args.rates,
+                                                       **{**learner, "learning_rate": args.learned_lr or args.lr})
         toolbox = deapnn.make_toolbox(space, lookup, mate=args.mate, mutate="learned" if learned else "resample",
                                       mutate_kwargs=mutate_kwargs, select_kwargs={"tournsize": args.tournsize},
                                       novel=args.novel)
@@ -78,10 +85,25 @@ def run(name: str, space, scores, seed: int, args) -> list[float]:
     return lookup.trace
 
 
+def paired_bootstrap(a: list[float], b: list[float], draws: int = 10000, seed: int = 0) -> dict[str, Any]:
+    """Median of ``a`` minus median of ``b`` (same seeds, so resampled together) with a 90%
+    bootstrap interval (``numpy.random.default_rng(seed)``), and per-seed wins/losses/ties of
+    ``a`` (fewer is better; a run that never got there counts as the largest)."""
+    never = 1e18
+    a, b = (np.where(np.isfinite(x), x, never) for x in (np.asarray(a, float), np.asarray(b, float)))
+    picks = np.random.default_rng(seed).integers(len(a), size=(draws, len(a)))
+    boot = np.median(a[picks], axis=1) - np.median(b[picks], axis=1)
+    low, high = np.percentile(boot, [5, 95])
+    return {"difference": float(np.median(a) - np.median(b)), "low": float(low), "high": float(high),
+            "wins": int((a < b).sum()), "losses": int((a > b).sum()), "ties": int((a == b).sum())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", type=Path, default=TABLE)
-    parser.add_argument("--seeds", type=int, default=100, help="seeds 0 .. seeds-1")
+    parser.add_argument("--seeds", type=int, default=100, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first-seed .. first-seed+seeds-1 (tune on 1000+, report on 0+)")
     parser.add_argument("--agents", nargs="+", default=AGENTS, choices=AGENTS)
     # the agents (eaGenerateUpdate)
     parser.add_argument("--population", type=int, default=20, help="regularized evolution's population")
@@ -94,6 +116,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--entropy", type=float, default=0.0)
     parser.add_argument("--explore", type=float, default=0.5)
+    parser.add_argument("--rates", action=argparse.BooleanOptionalAction, default=False,
+                        help="mut_learned: the controller also scales each gene's mutation rate")
+    parser.add_argument("--learned-lr", type=float, default=None, help="mut_learned's learning rate (default --lr)")
     # eaSimple (benchmarks/tabulated.py's settings, more generations)
     parser.add_argument("--ga-population", type=int, default=8)
     parser.add_argument("--ngen", type=int, default=60)
@@ -112,14 +137,16 @@ def main() -> None:
     rows, traces, seconds = {}, {}, {}
     for name in args.agents:
         start = time.perf_counter()
-        traces[name] = [run(name, space, scores, s, args) for s in range(args.seeds)]
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        traces[name] = [run(name, space, scores, s, args) for s in seeds]
         seconds[name] = time.perf_counter() - start
-        rows[name] = {"top1": summary([first_reach(t, top1) for t in traces[name]]),
-                      "best": summary([first_reach(t, best) for t in traces[name]]),
-                      "seconds": seconds[name]}
+        reach = [first_reach(t, top1) for t in traces[name]]
+        rows[name] = {"top1": summary(reach), "best": summary([first_reach(t, best) for t in traces[name]]),
+                      "top1_per_seed": [None if math.isinf(r) else r for r in reach], "seconds": seconds[name]}
 
     print(f"table: {len(scores)} distinct networks; best {best:.4f}, top-1% threshold {top1:.4f}; "
-          f"seeds 0-{args.seeds - 1}; controller {args.controller}, explore {args.explore}")
+          f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1}; controller {args.controller}, "
+          f"explore {args.explore}")
     print("distinct evaluations until the first top-1% / best network: median [q1, q3] (runs that reached it)\n")
 
     def fmt(s):
@@ -132,16 +159,22 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, row in rows.items():
         print(f"| {name} | {fmt(row['top1'])} | {fmt(row['best'])} | {row['seconds']:.0f} |")
-    verdict = None
+    verdict, difference = None, None
     if {"eaSimple+resample", "eaSimple+learned"} <= set(rows):
         a, b = rows["eaSimple+learned"]["top1"]["median"], rows["eaSimple+resample"]["top1"]["median"]
         verdict = a is not None and (b is None or a < b)
+        difference = paired_bootstrap([first_reach(t, top1) for t in traces["eaSimple+learned"]],
+                                      [first_reach(t, top1) for t in traces["eaSimple+resample"]])
         print(f"\neaSimple with mut_learned needs fewer evaluations to a top-1% network than with "
-              f"mut_resample (median): {'yes' if verdict else 'NO'} ({a} vs {b})")
+              f"mut_resample (median): {'yes' if verdict else 'NO'} ({a} vs {b}); difference of medians "
+              f"{difference['difference']:+.1f}, 90% paired bootstrap interval [{difference['low']:+.1f}, "
+              f"{difference['high']:+.1f}]; mut_learned faster on {difference['wins']}, slower on "
+              f"{difference['losses']}, tied on {difference['ties']} seeds")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "best": best, "top1_threshold": top1, "results": rows, "learned_beats_resample": verdict}, indent=1) + "\n")
+        "best": best, "top1_threshold": top1, "results": rows, "learned_beats_resample": verdict,
+        "learned_minus_resample": difference}, indent=1) + "\n")
     try:
         from deapnn.core.plotting import _pyplot
 

@@ -9,7 +9,11 @@ first evaluates the best network and a top-1% network:
 
 * GA - DEAP's unmodified ``eaSimple`` or ``eaMuPlusLambda`` (``--algorithm``) on a
   ``deapnn.make_toolbox`` toolbox whose evaluate is the table lookup wrapped in the evaluation
-  cache;
+  cache (``novel=True``: a child that duplicates a seen network is mutated again, so every
+  evaluation is a new network). Its random initial population (``--initial`` for
+  eaMuPlusLambda, which keeps the ``mu`` best of it; eaSimple's ``--population``) is random
+  search. The tuned default is a (1 + 2) hill climber: ``eaMuPlusLambda`` with mu 1, lambda 2,
+  no crossover, one-gene mutation, started from the better of 2 random networks;
 * random search - ``deapnn.hparams.baselines.random_search`` (with ``--patience`` it is also run as
   the seed's "give up after N evaluations without improvement" search);
 * brute force - ``deapnn.hparams.baselines.brute_force`` in grid order (DeepEvolve's ``brute.py``,
@@ -19,7 +23,8 @@ first evaluates the best network and a top-1% network:
 The GA's settings are chosen with ``--tune``: every setting of :data:`TUNING_GRID` is run on
 the tuning seeds (1000-1099; seeds below 1000 are refused, they are the measurement seeds), each
 run stopped at its first top-1% network, and ranked by the median number of evaluations to it
-(ties: upper quartile). The defaults of this script are the winner.
+(ties: upper quartile). The defaults of this script are the winner. The report gives the ratio
+of random search's median to the GA's with a 90% bootstrap interval over the seeds.
 
 To reproduce: ``python benchmarks/tabulated.py --seeds 100``
 (tuning: ``python benchmarks/tabulated.py --tune --first-seed 1000 --seeds 100``)
@@ -50,13 +55,24 @@ RESULTS = Path(__file__).parent / "results"
 #: Seeds below this are the measurement seeds; ``--tune`` refuses them.
 FIRST_TUNING_SEED = 1000
 
-#: GA settings ``--tune`` compares (each combined with ``--mate``, ``--cxpb``, ``--mutpb``):
-#: ``(algorithm, population (mu), lambda, select, tournsize, mutate)``.
-TUNING_GRID: list[tuple[str, int, int | None, str, int | None, str]] = [
-    *[("simple", pop, None, "tournament", ts, mut)
+#: eaMuPlusLambda's default ``--initial`` (the tuned value).
+DEFAULT_INITIAL = 2
+
+#: GA settings ``--tune`` compares (each combined with ``--mate``, ``--indpb``):
+#: ``(algorithm, initial population, population (mu), lambda, select, tournsize, mutate, cxpb,
+#: mutpb)``; ``initial`` None means the population size. The first 26 are the settings of the
+#: previous tuning (cxpb = mutpb = 0.5); then eaMuPlusLambda without crossover (every child a
+#: one-gene or resample mutant), including mu = 1 (an elitist (1 + lambda) hill climber started
+#: from the best of a random initial population of 1-8).
+TUNING_GRID: list[tuple[str, int | None, int, int | None, str, int | None, str, float, float]] = [
+    *[("simple", None, pop, None, "tournament", ts, mut, 0.5, 0.5)
       for pop, ts, mut in itertools.product((4, 8), (2, 3), ("one_gene", "resample"))],
-    *[("mu+lambda", mu, lam, "best", None, mut)
+    *[("mu+lambda", None, mu, lam, "best", None, mut, 0.5, 0.5)
       for mu, lam, mut in itertools.product((2, 4, 8), (1, 2, 4), ("one_gene", "resample"))],
+    *[("mu+lambda", init, mu, lam, "best", None, mut, 0.0, 1.0)
+      for init, mu, lam, mut in itertools.product((1, 2, 4, 8), (1, 2, 4), (1, 2, 4),
+                                                  ("one_gene", "resample"))
+      if init >= mu],
 ]
 
 
@@ -117,17 +133,26 @@ def generations(args: argparse.Namespace, n_distinct: int) -> int:
     return math.ceil(n_distinct / per_generation)
 
 
+def initial_size(args: argparse.Namespace) -> int:
+    """The size of the random initial population: for eaMuPlusLambda ``--initial`` (it keeps the
+    ``mu`` best of it after the first generation) if set, else (and for eaSimple, whose
+    population keeps its size) ``--population``."""
+    initial = getattr(args, "initial", None)
+    return args.population if initial is None or args.algorithm != "mu+lambda" else initial
+
+
 def run_ga(space: SearchSpace, scores: dict, seed: int, args: argparse.Namespace,
            stop_at: float | None = None) -> list[float]:
     """One GA run (DEAP's ``eaSimple`` or ``eaMuPlusLambda``, unchanged); returns the trace of
-    distinct evaluations, cut at the first score >= ``stop_at`` if given."""
+    distinct evaluations, cut at the first score >= ``stop_at`` if given. The initial population
+    (:func:`initial_size` random genomes) is evaluated first: it is random search."""
     deapnn.seed(seed)
     lookup = TableLookup(space, scores, stop_at=stop_at)
     select_kwargs = {"tournsize": args.tournsize} if args.select == "tournament" else {}
     toolbox = deapnn.make_toolbox(space, lookup, mate=args.mate, mutate=args.mutate,
                                   mutate_kwargs={} if args.mutate == "one_gene" else {"indpb": args.indpb},
                                   select=args.select, select_kwargs=select_kwargs, novel=args.novel)
-    population = toolbox.population(n=args.population)
+    population = toolbox.population(n=initial_size(args))
     ngen = generations(args, len(scores))
     try:
         if args.algorithm == "mu+lambda":
@@ -169,6 +194,22 @@ def summary(values: list[float]) -> dict[str, Any]:
             "reached": int(np.isfinite(a).sum()), "runs": len(a)}
 
 
+def bootstrap_ratio(numerator: list[float], denominator: list[float], resamples: int = 2000,
+                    level: float = 0.9, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``median(numerator) / median(denominator)``: each
+    resample draws the seeds of each method again, with replacement and independently (the two
+    methods' runs are independent). Runs that never got there count as the largest value.
+    Randomness: ``numpy.random.default_rng(seed)``."""
+    never = 1e18
+    a = np.where(np.isfinite(numerator), numerator, never)
+    b = np.where(np.isfinite(denominator), denominator, never)
+    rng = np.random.default_rng(seed)
+    ratios = (np.median(rng.choice(a, (resamples, len(a))), axis=1)
+              / np.median(rng.choice(b, (resamples, len(b))), axis=1))
+    low, high = np.percentile(ratios, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
 def ga_row(args: argparse.Namespace) -> str:
     """The GA's row name in the results: ``"GA (eaSimple)"`` or ``"GA (eaMuPlusLambda)"``."""
     return "GA (eaMuPlusLambda)" if args.algorithm == "mu+lambda" else "GA (eaSimple)"
@@ -205,15 +246,18 @@ def tune(args: argparse.Namespace) -> list[dict[str, Any]]:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     start = time.perf_counter()
     rows = []
-    for algorithm, population, lambda_, select, tournsize, mutate in TUNING_GRID:
-        run_args = argparse.Namespace(**{**vars(args), "algorithm": algorithm, "population": population,
+    for algorithm, initial, population, lambda_, select, tournsize, mutate, cxpb, mutpb in TUNING_GRID:
+        run_args = argparse.Namespace(**{**vars(args), "algorithm": algorithm, "initial": initial,
+                                         "population": population,
                                          "lambda_": lambda_ or args.lambda_, "select": select,
-                                         "tournsize": tournsize or args.tournsize, "mutate": mutate})
+                                         "tournsize": tournsize or args.tournsize, "mutate": mutate,
+                                         "cxpb": cxpb, "mutpb": mutpb})
         hits = [first_reach(run_ga(space, scores, s, run_args, stop_at=top1), top1) for s in seeds]
-        settings = {"algorithm": algorithm, "population": population, "lambda": lambda_,
+        settings = {"algorithm": algorithm, "initial": initial_size(run_args),
+                    "population": population, "lambda": lambda_,
                     "select": select, "tournsize": tournsize, "mutate": mutate,
                     "indpb": args.indpb if mutate != "one_gene" else None, "mate": args.mate,
-                    "cxpb": args.cxpb, "mutpb": args.mutpb, "novel": args.novel,
+                    "cxpb": cxpb, "mutpb": mutpb, "novel": args.novel,
                     "ngen": generations(run_args, len(scores))}
         rows.append({"settings": settings, "top1": summary(hits)})
 
@@ -229,10 +273,11 @@ def tune(args: argparse.Namespace) -> list[dict[str, Any]]:
         st, s = row["settings"], row["top1"]
         name = (f"eaSimple pop {st['population']}, tournament {st['tournsize']}"
                 if st["algorithm"] == "simple" else
-                f"eaMuPlusLambda {st['population']}+{st['lambda']}, best")
+                f"eaMuPlusLambda {st['population']}+{st['lambda']} (initial {st['initial']}), best")
+        name += f", cxpb {st['cxpb']:g}"
         q3 = "never" if s["q3"] is None else f"{s['q3']:.0f}"
         med = "never" if s["median"] is None else f"{s['median']:.1f}"
-        print(f"{name:<40}{st['mutate']:<10}{med:>7} [{s['q1']:.0f}, {q3}] ({s['reached']}/{s['runs']})")
+        print(f"{name:<58}{st['mutate']:<10}{med:>7} [{s['q1']:.0f}, {q3}] ({s['reached']}/{s['runs']})")
     report = {"command": command_line(args),
               "seeds": [seeds.start, seeds.stop - 1], "top1_threshold": top1, "ranked": rows,
               "seconds": time.perf_counter() - start}
@@ -251,13 +296,17 @@ def main() -> None:
                         help="seeds are first-seed, ..., first-seed + seeds - 1")
     parser.add_argument("--algorithm", default="mu+lambda", choices=["simple", "mu+lambda"],
                         help="DEAP's eaSimple or eaMuPlusLambda (mu = --population)")
-    parser.add_argument("--population", type=int, default=4, help="population size (mu)")
+    parser.add_argument("--population", type=int, default=1, help="population size (mu)")
+    parser.add_argument("--initial", type=int, default=None,
+                        help=f"eaMuPlusLambda: size of the random initial population, of which the "
+                             f"mu best are kept (default the larger of {DEFAULT_INITIAL} and --population; "
+                             f"eaSimple's is --population)")
     parser.add_argument("--lambda", dest="lambda_", type=int, default=2,
                         help="children per generation for mu+lambda")
     parser.add_argument("--ngen", type=int, default=None,
                         help="generations; default ceil(distinct networks / children per generation)")
-    parser.add_argument("--cxpb", type=float, default=0.5)
-    parser.add_argument("--mutpb", type=float, default=0.5)
+    parser.add_argument("--cxpb", type=float, default=0.0)
+    parser.add_argument("--mutpb", type=float, default=1.0)
     parser.add_argument("--indpb", type=float, default=0.2)
     parser.add_argument("--select", default="best", choices=["tournament", "best"])
     parser.add_argument("--tournsize", type=int, default=3)
@@ -275,9 +324,23 @@ def main() -> None:
     args = parser.parse_args()
     for flag, value, low in (("--seeds", args.seeds, 1), ("--population", args.population, 1),
                              ("--lambda", args.lambda_, 1), ("--tournsize", args.tournsize, 1),
-                             ("--ngen", args.ngen, 0)):
+                             ("--ngen", args.ngen, 0), ("--initial", args.initial, 1)):
         if value is not None and value < low:
             parser.error(f"{flag} must be >= {low}, got {value}")
+    for flag, value in (("--cxpb", args.cxpb), ("--mutpb", args.mutpb), ("--indpb", args.indpb)):
+        if not 0.0 <= value <= 1.0:
+            parser.error(f"{flag} must be in [0, 1], got {value}")
+    if args.algorithm == "mu+lambda":  # DEAP's varOr: one operator per child, two parents to mate
+        if args.cxpb + args.mutpb > 1.0:
+            parser.error(f"--cxpb + --mutpb must be <= 1 for mu+lambda, got {args.cxpb} + {args.mutpb}")
+        if args.cxpb > 0 and args.population < 2:
+            parser.error(f"--cxpb {args.cxpb} needs --population >= 2 (crossover takes two "
+                         f"parents), got --population {args.population}")
+        if args.initial is None:
+            args.initial = max(DEFAULT_INITIAL, args.population)
+    elif args.initial is not None and args.initial != args.population:
+        parser.error(f"--initial {args.initial} is for mu+lambda; eaSimple's population is "
+                     f"--population {args.population}")
     if args.tune and args.first_seed < FIRST_TUNING_SEED:
         parser.error(f"--tune uses seeds >= {FIRST_TUNING_SEED} (below are the measurement seeds), "
                      f"got --first-seed {args.first_seed}")
@@ -332,16 +395,20 @@ def main() -> None:
         total = row["evaluations"]["median"]
         print(f"{name:<26}{fmt(row['best']):>28}{fmt(row['top1']):>28}{total:>12.0f}")
     ga = rows[ga_row(args)]["top1"]["median"]
-    ratios = {}
+    ratios, interval = {}, None
     if ga:
         ratios = {
             "brute force (complete enumeration) / GA, top-1%": n / ga,
             "brute force grid order / GA, top-1%": first_reach(grid_trace, top1) / ga,
             "random search / GA, top-1%": (rows["random search"]["top1"]["median"] or math.inf) / ga,
         }
+        interval = bootstrap_ratio([first_reach(t, top1) for t in traces["random search"]],
+                                   [first_reach(t, top1) for t in traces[ga_row(args)]])
         print()
         for label, value in ratios.items():
             print(f"{label:<52}{value:6.1f}x")
+        print(f"random search / GA, top-1%: 90% bootstrap interval {interval[0]:.2f}x - "
+              f"{interval[1]:.2f}x (2000 resamples of the seeds)")
     print(f"\nrandom search giving up after {args.patience} evaluations without improvement: "
           f"median {give_up_row['evaluations']['median']:.0f} evaluations, found a top-1% "
           f"network in {give_up_row['found_top1']}/{args.seeds} runs, the best in "
@@ -351,7 +418,9 @@ def main() -> None:
         "table": str(args.table), "distinct": n, "grid_size": raw["grid_size"],
         "best": best, "n_best": n_best, "top1_threshold": top1, "n_top1": n_top1,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "results": rows, "ratios": ratios, "random_search_give_up": give_up_row,
+        "results": rows, "ratios": ratios,
+        "random_search_over_ga_top1_bootstrap_90": list(interval) if interval else None,
+        "random_search_give_up": give_up_row,
         "seconds": time.perf_counter() - start,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -184,3 +184,18 @@ def test_agents_reject_bad_controller_values():
         NeuralAgent(synthetic_space(3), controller="recurrent", learning_rate=0.0)
     with pytest.raises(ValueError, match=r"decision index must be an int in \[0, 2\], got 3"):
         Controller([3, 3, 3]).probabilities(3, [0, 0, 0])
+
+
+@pytest.mark.parametrize("controller", ["table", "recurrent"])
+def test_evonas_with_uniform_proposals_is_evolution_draw_for_draw(controller):
+    # explore=1: every mutated decision is resampled uniformly, so the hybrid must be regularized
+    # evolution itself with the same rng (common random numbers), whatever its controller learned
+    runs = {}
+    for name, cls, kwargs in [("evolution", EvolutionAgent, {}),
+                              ("evo-nas", EvoNASAgent, {"explore": 1.0, "controller": controller})]:
+        agent, pop, log, _ = _run(cls, n=6, budget=300, seed=4, population_size=20, sample_size=5, **kwargs)
+        runs[name] = ([list(g) for g, _ in agent.population], log.select("max"))
+    assert runs["evolution"] == runs["evo-nas"]
+    agent, _, _, _ = _run(EvoNASAgent, n=6, budget=300, seed=4, population_size=20, sample_size=5,
+                          explore=0.5, controller=controller)
+    assert [list(g) for g, _ in agent.population] != runs["evolution"][0]  # a learned controller departs

@@ -230,3 +230,33 @@ def test_recurrent_sample_sequence_draws_as_decision_by_decision_sampling():
             seq.append(c.sample(i, seq, r))
         slow.append(seq)
     assert fast == slow and len({tuple(x) for x in fast}) > 5
+
+
+@pytest.mark.parametrize("controller", ["table", "recurrent"])
+def test_mut_learned_rates_mutate_less_where_the_controller_expects_the_parent_value(controller):
+    space = SearchSpace({f"g{i}": Choice(["off", "on"]) for i in range(6)})
+    random.seed(5)
+
+    def mutated(learner, values, trials=300):
+        parent = deapnn.make_genome(space, dict(zip(space.names, values)), creator.Genome)
+        counts = np.zeros(len(space))
+        for _ in range(trials):
+            child = copy.deepcopy(parent)
+            mut_learned(child, 0.3, learner)
+            counts += [a != b for a, b in zip(child, parent)]
+            learner._pending.clear()  # these children get no fitness
+        return counts / trials
+
+    fresh = LearnedMutation(space, controller=controller, rates=True, explore=0.0)
+    assert np.allclose(mutated(fresh, ["on"] * 6), 0.3, atol=0.08)  # uniform controller: mut_resample's rate
+    learner = LearnedMutation(space, controller=controller, rates=True, explore=0.0, learning_rate=0.1)
+    for _ in range(150):
+        learner.controller.imitate([[1] * 6])  # the controller expects "on" everywhere
+    assert mutated(learner, ["on"] * 6).max() < 0.1  # expected values are kept
+    avoided = mutated(learner, ["off"] * 6)  # the controller learned to avoid "off" (given "on" before it)
+    assert avoided[0] > 0.5 and avoided.mean() > 0.36, avoided  # changed up to twice as often
+    plain = LearnedMutation(space, controller=controller, explore=0.0)  # rates=False: indpb as given
+    plain.controller.load_state(learner.controller.state())
+    assert np.allclose(mutated(plain, ["on"] * 6), 0.3, atol=0.08)
+    with pytest.raises(TypeError, match="rates must be a bool, got 'yes'"):
+        LearnedMutation(space, rates="yes")

@@ -7,6 +7,7 @@ import json
 import math
 import sys
 
+import numpy as np
 import pytest
 
 import tabulated  # benchmarks/ is on sys.path (tests/conftest.py)
@@ -17,8 +18,8 @@ BEST, TOP1 = tabulated.thresholds(SCORES)
 
 def ga_args(**overrides):
     """The script's GA defaults, with ``overrides``."""
-    defaults = {"algorithm": "mu+lambda", "population": 4, "lambda_": 2, "ngen": None,
-                "cxpb": 0.5, "mutpb": 0.5, "indpb": 0.2, "select": "best", "tournsize": 3,
+    defaults = {"algorithm": "mu+lambda", "initial": 2, "population": 1, "lambda_": 2, "ngen": None,
+                "cxpb": 0.0, "mutpb": 1.0, "indpb": 0.2, "select": "best", "tournsize": 3,
                 "mate": "uniform", "mutate": "one_gene", "novel": True}
     return argparse.Namespace(**{**defaults, **overrides})
 
@@ -42,8 +43,13 @@ def test_thresholds_are_the_best_and_the_ceil_one_percent_score():
     assert TOP1 == ranked[n_top - 1] and sum(s >= TOP1 for s in ranked) >= n_top
 
 
-@pytest.mark.parametrize("algorithm", ["simple", "mu+lambda"])
-def test_ga_never_evaluates_a_network_twice(monkeypatch, algorithm):
+@pytest.mark.parametrize("settings", [
+    {"algorithm": "simple", "initial": None, "population": 8, "select": "tournament", "cxpb": 0.5,
+     "mutpb": 0.5, "mutate": "resample"},
+    {"algorithm": "mu+lambda", "initial": None, "population": 4, "cxpb": 0.5, "mutpb": 0.5},
+    {"algorithm": "mu+lambda"},  # the defaults: a (1 + 2) hill climber from 2 random genomes
+])
+def test_ga_never_evaluates_a_network_twice(monkeypatch, settings):
     monkeypatch.setattr(tabulated, "TableLookup", KeyedLookup)
     lookups = []
     original = KeyedLookup.__init__
@@ -53,7 +59,7 @@ def test_ga_never_evaluates_a_network_twice(monkeypatch, algorithm):
         lookups.append(self)
 
     monkeypatch.setattr(KeyedLookup, "__init__", remember)
-    trace = tabulated.run_ga(SPACE, SCORES, 7, ga_args(algorithm=algorithm, ngen=40))
+    trace = tabulated.run_ga(SPACE, SCORES, 7, ga_args(**settings, ngen=40))
     keys = lookups[0].keys
     assert len(trace) == len(keys) > 40  # the run went on after the initial population
     assert len(set(keys)) == len(keys)   # no canonical network twice (novel + cache)
@@ -68,6 +74,27 @@ def test_stop_at_cuts_the_trace_at_the_first_hit():
     assert cut[-1] >= TOP1 and all(s < TOP1 for s in cut[:-1])
 
 
+@pytest.mark.parametrize("initial", [1, 8])
+def test_initial_population_then_lambda_new_children_a_generation(initial):
+    args = ga_args(initial=initial, population=1, lambda_=2, cxpb=0.0, mutpb=1.0)
+    first = tabulated.run_ga(SPACE, SCORES, 11, ga_args(**{**vars(args), "ngen": 0}))
+    assert 1 <= len(first) <= initial  # the random initial population (duplicates are free)
+    assert initial == 1 or len(first) > 1
+    trace = tabulated.run_ga(SPACE, SCORES, 11, ga_args(**{**vars(args), "ngen": 5}))
+    assert trace[:len(first)] == first and len(trace) == len(first) + 5 * 2  # no clones: all novel
+
+
+def test_bootstrap_interval_of_the_ratio_of_medians():
+    assert tabulated.bootstrap_ratio([10.0] * 20, [5.0] * 20) == (2.0, 2.0)
+    rng = np.random.default_rng(1)
+    slow, fast = list(rng.integers(20, 100, 100)), list(rng.integers(5, 50, 100))
+    low, high = tabulated.bootstrap_ratio(slow, fast)
+    assert low < np.median(slow) / np.median(fast) < high and high - low < 2
+    assert tabulated.bootstrap_ratio(slow, fast) == (low, high)  # seeded
+    never = tabulated.bootstrap_ratio([math.inf] * 9 + [1.0], [1.0] * 10)[0]
+    assert never > 1e17  # runs that never got there count as the largest value
+
+
 def test_default_generations_can_spend_the_whole_space():
     assert tabulated.generations(ga_args(), 312) == 156            # mu+lambda: lambda per generation
     assert tabulated.generations(ga_args(algorithm="simple", population=8), 312) == 39
@@ -78,6 +105,11 @@ def test_default_generations_can_spend_the_whole_space():
     (["--lambda", "0"], "--lambda must be >= 1, got 0"),
     (["--population", "0"], "--population must be >= 1, got 0"),
     (["--ngen", "-1"], "--ngen must be >= 0, got -1"),
+    (["--initial", "0"], "--initial must be >= 1, got 0"),
+    (["--cxpb", "0.7", "--mutpb", "0.5"], "--cxpb + --mutpb must be <= 1 for mu+lambda"),
+    (["--population", "1", "--cxpb", "0.5", "--mutpb", "0.5"], "needs --population >= 2"),
+    (["--algorithm", "simple", "--initial", "3"], "--initial 3 is for mu+lambda"),
+    (["--indpb", "1.5"], "--indpb must be in [0, 1], got 1.5"),
     (["--tune", "--first-seed", "990"], "--first-seed 990"),
 ])
 def test_bad_settings_are_refused_before_any_run(monkeypatch, tmp_path, capsys, argv, message):
@@ -97,9 +129,9 @@ def test_tune_refuses_the_measurement_seeds(monkeypatch, tmp_path):
 
 
 def test_tune_ranks_the_grid_by_median(monkeypatch, tmp_path):
-    grid = [("simple", 8, None, "tournament", 3, "resample"),
-            ("mu+lambda", 4, 2, "best", None, "one_gene"),
-            ("mu+lambda", 2, 1, "best", None, "resample")]
+    grid = [("simple", None, 8, None, "tournament", 3, "resample", 0.5, 0.5),
+            ("mu+lambda", None, 4, 2, "best", None, "one_gene", 0.5, 0.5),
+            ("mu+lambda", 4, 1, 1, "best", None, "one_gene", 0.0, 1.0)]
     monkeypatch.setattr(tabulated, "TUNING_GRID", grid)
     out = tmp_path / "tune.json"
     monkeypatch.setattr(sys, "argv", ["tabulated.py", "--tune", "--first-seed", "1000",
@@ -112,3 +144,5 @@ def test_tune_ranks_the_grid_by_median(monkeypatch, tmp_path):
     assert {row["settings"]["algorithm"] for row in report["ranked"]} == {"simple", "mu+lambda"}
     assert " --tune " in report["command"] and " --first-seed 1000 " in report["command"]
     assert all(row["top1"]["runs"] == 5 for row in report["ranked"])
+    hill = [row["settings"] for row in report["ranked"] if row["settings"]["population"] == 1]
+    assert hill == [{**hill[0], "initial": 4, "lambda": 1, "cxpb": 0.0, "mutpb": 1.0}]

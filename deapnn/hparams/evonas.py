@@ -213,10 +213,19 @@ class EvolutionAgent(_Agent):
         return child, mask
 
     def _propose(self, i: int, prefix: list[int], old: int) -> int:
-        """Uniform resampling to a different option (pure evolution)."""
+        """Uniform resampling to a different option (pure evolution).
+
+        Drawn as the Evo-NAS hybrid draws its controller's proposals (``rng.choice`` over the
+        other options, one uniform number by inverse CDF), so that with the same ``rng`` the
+        hybrid *is* this evolution, draw for draw, as long as its controller is uniform, and
+        departs from it only where the controller has learned something (common random
+        numbers: the two agents' results differ by what the controller adds, not by luck)."""
         k = self.sizes[i]
-        new = int(self.rng.integers(k - 1)) if k > 1 else old
-        return new + 1 if k > 1 and new >= old else new
+        p = np.ones(1)
+        if k > 1:
+            p = np.full(k, 1.0 / (k - 1))
+            p[old] = 0.0
+        return int(self.rng.choice(k, p=p))
 
     def _parent(self) -> list[int]:
         picks = self.rng.choice(len(self.population), size=self.sample_size, replace=False)
