@@ -8,7 +8,10 @@ Methods (each gets the same budget of optimisation time):
            samples (training data here; the tutorial used the test set), DEAP's eaSimple.
   ga       DEAP's unchanged eaSimple (population 100) with per-layer-scaled Gaussian mutation
            annealed over the budget, blend crossover and elitist tournament selection; fitness =
-           minus the cross-entropy on a training minibatch resampled every generation.
+           minus the cross-entropy on a training minibatch resampled every generation
+           (minibatch 128, then 256 from 40% of the run on: ``--ga-batch-final``,
+           ``--ga-batch-switch``; a larger minibatch makes selection less noisy late in the run;
+           ``--ga-mate heuristic``: Wright's line crossover ``cx_heuristic`` instead of the blend).
   es       OpenAI-ES (antithetic sampling, centred ranks, Adam with decaying learning rate and
            sigma; optional weight decay) driven by DEAP's unchanged eaGenerateUpdate; same fitness.
   pgpe     PGPE (symmetric sampling, per-weight sigmas, centred ranks, ClipUp) through
@@ -31,11 +34,28 @@ among the five fittest.
 
 To reproduce (defaults are the configurations reported in benchmarks/README.md):
 ``python benchmarks/weights_mnist.py --methods seed004 ga es pgpe sepcma cma seedarch --budget 600``
+
+Load-independent runs: ``--generations N`` stops after N generations instead of a time budget (the
+GA's mutation step is then annealed over the N generations), so two runs with the same ``--seed``
+compute the same thing whatever else the machine is doing; the JSON and the console give the
+SHA-256 of the reported weight vector and ``--save-weights PATH`` writes it (``PATH_METHOD.npy``).
+
+Same seed, with and without SCOOP (``--backend auto`` is SCOOP's workers under ``python -m scoop``,
+each generation split into one chunk per worker)::
+
+    python benchmarks/weights_mnist.py --methods pgpe --generations 200 --save-weights plain
+    python -m scoop -n 2 benchmarks/weights_mnist.py --methods pgpe --generations 200 \
+        --backend auto --save-weights scoop
+    python -c "import numpy; print((numpy.load('plain_pgpe.npy') == numpy.load('scoop_pgpe.npy')).all())"
+
+(both runs print the same test accuracy and sha256; add ``--out``/``--png`` to keep the committed
+results file untouched).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -136,26 +156,35 @@ def run_method(method: str, args: argparse.Namespace, data) -> dict:
         population, cxpb, mutpb, chunk = 25, 0.6, 0.3, 5
     elif method == "ga":
         spec = network(args.arch, args.hidden, args.filters)
-        evaluator = BatchedEvaluator(spec, data.x_train, data.y_train, batch_size=args.ga_batch,
-                                     seed=args.seed)
-        tb = make_weight_toolbox(spec, evaluator, init="glorot", mate="blend",
-                                 mate_kwargs={"alpha": args.ga_alpha},
-                                 mutate_kwargs={"sigma": args.ga_sigma, "indpb": args.ga_indpb},
-                                 per_layer=True, select="elitist_tournament",
-                                 select_kwargs={"tournsize": args.ga_tournsize},
-                                 elites=args.ga_elites, rng=rng)
+        ga_mate = getattr(args, "ga_mate", "blend")
+        mate_kwargs = ({"ratio": args.ga_ratio} if ga_mate == "heuristic" else {"alpha": args.ga_alpha})
+
+        def ga_toolbox(batch: int):
+            """The GA's evaluator (minibatch ``batch``) and honest toolbox."""
+            ev = BatchedEvaluator(spec, data.x_train, data.y_train, batch_size=batch, seed=args.seed)
+            return ev, make_weight_toolbox(spec, ev, init="glorot", mate=ga_mate, mate_kwargs=mate_kwargs,
+                                           mutate_kwargs={"sigma": args.ga_sigma, "indpb": args.ga_indpb},
+                                           per_layer=True, select="elitist_tournament",
+                                           select_kwargs={"tournsize": args.ga_tournsize},
+                                           elites=args.ga_elites, rng=rng)
+
+        evaluator, tb = ga_toolbox(args.ga_batch)
         population, cxpb, mutpb, chunk = args.population, args.ga_cxpb, args.ga_mutpb, 10
         config = {"network": args.arch, "filters": args.filters, "hidden": args.hidden,
                   "parameters": spec.layout().size,
                   "population": population, "cxpb": cxpb, "mutpb": mutpb,
                   "select": f"sel_elitist_tournament(tournsize={args.ga_tournsize}, "
                             f"elites={args.ga_elites})",
-                  "mate": f"cx_blend(alpha={args.ga_alpha})",
+                  "mate": f"cx_{ga_mate}({', '.join(f'{k}={v}' for k, v in mate_kwargs.items())})",
                   "sigma_final": args.ga_sigma_final,
                   "mutate": f"mut_gaussian(sigma={args.ga_sigma} x per-layer Glorot std, "
                             f"indpb={args.ga_indpb})",
                   "init": "glorot", "fitness": f"-cross-entropy, minibatch {args.ga_batch}, "
                                                "resampled per generation"}
+        batch_final = getattr(args, "ga_batch_final", None)
+        if batch_final:
+            config["fitness"] += (f"; minibatch {batch_final} from {args.ga_batch_switch:.0%} of the run "
+                                  "(all re-scored then)")
     elif method == "es":
         spec = network(args.arch, args.hidden, args.filters)
         evaluator = BatchedEvaluator(spec, data.x_train, data.y_train, batch_size=args.es_batch,
@@ -192,6 +221,14 @@ def run_method(method: str, args: argparse.Namespace, data) -> dict:
     else:
         raise ValueError(f"unknown method {method!r}")
 
+    from deapnn.parallel import register_backend
+
+    backend = getattr(args, "backend", "serial")
+    if backend != "serial":  # e.g. "auto": SCOOP's workers under `python -m scoop`
+        from deapnn.parallel import resolve_backend
+
+        register_backend(tb, backend, workers=getattr(args, "workers", None))
+        config["backend"] = resolve_backend(backend, getattr(args, "workers", None))
     layer_scale = tb.layout.init_std("glorot", biases=True)
     mapper: SerialMap = tb.map.func if hasattr(tb.map, "func") else tb.map  # counts individuals
     x_val, y_val, x_test, y_test = data.x_val, data.y_val, data.x_test, data.y_test
@@ -205,13 +242,14 @@ def run_method(method: str, args: argparse.Namespace, data) -> dict:
         return np.asarray(top[int(np.argmax(acc))])
 
     curve: list[dict] = []
+    counted = 0  # evaluations of evaluators replaced by the GA's minibatch switch
 
     def measure(pop, generation: int) -> np.ndarray:
         best = current_model(pop)
         _, val_acc, _ = evaluator.scores(best[None], x_val, y_val)
         _, test_acc, _ = evaluator.scores(best[None], x_test, y_test)
         curve.append({"seconds": clock.elapsed(), "generation": generation,
-                      "evaluations": mapper.individuals, "val_accuracy": float(val_acc[0]),
+                      "evaluations": counted + mapper.individuals, "val_accuracy": float(val_acc[0]),
                       "test_accuracy": float(test_acc[0])})
         print(f"  [{method}] {clock.elapsed():7.1f}s gen {generation:6d} "
               f"val {val_acc[0]:.4f} test {test_acc[0]:.4f}", flush=True)
@@ -229,19 +267,44 @@ def run_method(method: str, args: argparse.Namespace, data) -> dict:
         pop, _ = algorithms.eaSimple(pop, tb, cxpb, mutpb, ngen=0, halloffame=hof, verbose=False)
     clock.pause(lambda: measure(pop, 0))
     next_eval = args.eval_every
-    while clock.elapsed() < args.budget:
+    ngen = getattr(args, "generations", None)
+
+    def progress() -> float:
+        """Fraction of the run done: of ``--generations`` when given, else of the time budget."""
+        if ngen:
+            return min(generation / ngen, 1.0)
+        return min(clock.elapsed() / args.budget, 1.0)
+
+    switched = False
+    while (generation < ngen) if ngen else (clock.elapsed() < args.budget):
+        step = min(chunk, ngen - generation) if ngen else chunk
+        if (method == "ga" and not switched and getattr(args, "ga_batch_final", None)
+                and progress() >= args.ga_batch_switch):
+            # a larger minibatch for the rest of the run: a new evaluator and honest toolbox, whose
+            # evaluate/map/select replace the old ones; every fitness is measured again on it
+            switched = True
+            counted += mapper.individuals
+            evaluator, fresh = ga_toolbox(args.ga_batch_final)
+            clock.pause(lambda: evaluator.evaluate_population(np.zeros((population, evaluator.size),
+                                                                       np.float32)))
+            if backend != "serial":
+                register_backend(fresh, backend, workers=getattr(args, "workers", None))
+            for name in ("evaluate", "map", "select"):
+                tb.register(name, getattr(fresh, name))
+            mapper = fresh.map.func if hasattr(fresh.map, "func") else fresh.map
+            for ind in pop:
+                del ind.fitness.values
         if method == "es" or method in STRATEGY_METHODS:
-            pop, _ = algorithms.eaGenerateUpdate(tb, ngen=chunk, verbose=False)
+            pop, _ = algorithms.eaGenerateUpdate(tb, ngen=step, verbose=False)
         else:
             if method == "ga" and args.ga_sigma_final is not None:
-                # anneal the mutation step geometrically over the budget (re-registering mutate)
-                frac = min(clock.elapsed() / args.budget, 1.0)
-                sigma = args.ga_sigma * (args.ga_sigma_final / args.ga_sigma) ** frac
+                # anneal the mutation step geometrically over the run (re-registering mutate)
+                sigma = args.ga_sigma * (args.ga_sigma_final / args.ga_sigma) ** progress()
                 tb.register("mutate", mut_gaussian, mu=0.0, sigma=layer_scale * np.float32(sigma),
                             indpb=args.ga_indpb, rng=rng)
-            pop, _ = algorithms.eaSimple(pop, tb, cxpb, mutpb, ngen=chunk, halloffame=hof,
+            pop, _ = algorithms.eaSimple(pop, tb, cxpb, mutpb, ngen=step, halloffame=hof,
                                          verbose=False)
-        generation += chunk
+        generation += step
         if clock.elapsed() >= next_eval:
             clock.pause(lambda: measure(pop, generation))
             next_eval += args.eval_every
@@ -250,6 +313,15 @@ def run_method(method: str, args: argparse.Namespace, data) -> dict:
         best = clock.pause(lambda: current_model(pop))
     else:
         best = clock.pause(lambda: measure(pop, generation))
+    extra = {}
+    if pop is not None:  # for the record (not the reported model): the mean of the population
+        ranked = sorted(pop, key=lambda ind: ind.fitness.wvalues[0] if ind.fitness.valid else -np.inf,
+                        reverse=True)
+        means = np.stack([np.mean(ranked[:5], axis=0), np.mean(pop, axis=0)]).astype(np.float32)
+        _, val_acc, _ = evaluator.scores(means, x_val, y_val)
+        _, test_acc, _ = evaluator.scores(means, x_test, y_test)
+        extra = {"mean_of_five_fittest": {"val_accuracy": float(val_acc[0]), "test_accuracy": float(test_acc[0])},
+                 "population_mean": {"val_accuracy": float(val_acc[1]), "test_accuracy": float(test_acc[1])}}
     probs = evaluator.predict(best, x_test)[0]
     y_pred = probs.argmax(axis=1)
     from sklearn.metrics import classification_report
@@ -261,13 +333,15 @@ def run_method(method: str, args: argparse.Namespace, data) -> dict:
         "config": config,
         "test_accuracy": float((y_pred == y_test).mean()),
         "generations": generation,
-        "evaluations": mapper.individuals,
+        "evaluations": counted + mapper.individuals,
         "wall_seconds": wall,
         "measure_seconds": clock.paused,
         "curve": curve,
         "classification_report": report,
         "classification_report_text": report_text,
+        **extra,
         "best_weights": np.asarray(best),  # not written to the JSON (see main)
+        "best_weights_sha256": hashlib.sha256(np.ascontiguousarray(best, np.float32).tobytes()).hexdigest(),
     }
 
 
@@ -302,6 +376,16 @@ def main() -> None:
                         help="run only seed 004's configuration (same as --methods seed004)")
     parser.add_argument("--budget", type=float, default=600.0,
                         help="seconds of optimisation time per method (default 10 minutes)")
+    parser.add_argument("--generations", type=int, default=None,
+                        help="stop after this many generations instead of --budget seconds (the GA's "
+                             "mutation annealing then follows generations): load-independent runs")
+    parser.add_argument("--backend", choices=["serial", "auto", "scoop", "processes"], default="serial",
+                        help="evaluation backend (deapnn.parallel.register_backend); 'auto' is SCOOP "
+                             "under `python -m scoop`")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="workers of the backend (processes; for SCOOP the chunking, default -n)")
+    parser.add_argument("--save-weights", type=Path, default=None,
+                        help="write each method's reported weight vector to PATH_METHOD.npy")
     parser.add_argument("--arch", choices=["conv", "mlp"], default="conv",
                         help="network of ga and es (seed004 is always 784-128-10)")
     parser.add_argument("--filters", type=int, default=8, help="filters of the conv front end")
@@ -317,8 +401,16 @@ def main() -> None:
     parser.add_argument("--ga-sigma-final", type=float, default=0.02,
                         help="anneal the GA mutation step geometrically to this value over the "
                              "budget (equal to --ga-sigma: constant step)")
+    parser.add_argument("--ga-batch-final", type=int, default=256,
+                        help="GA minibatch from --ga-batch-switch of the run on (0: --ga-batch all along)")
+    parser.add_argument("--ga-batch-switch", type=float, default=0.4,
+                        help="fraction of the run (time or --generations) at which --ga-batch-final starts")
     parser.add_argument("--ga-indpb", type=float, default=1.0)
+    parser.add_argument("--ga-mate", choices=["blend", "heuristic"], default="blend",
+                        help="GA crossover: cx_blend (--ga-alpha) or cx_heuristic (--ga-ratio)")
     parser.add_argument("--ga-alpha", type=float, default=0.0)
+    parser.add_argument("--ga-ratio", type=float, default=1.0,
+                        help="cx_heuristic: largest step beyond the fitter parent")
     parser.add_argument("--ga-cxpb", type=float, default=0.5)
     parser.add_argument("--ga-mutpb", type=float, default=0.9)
     parser.add_argument("--ga-tournsize", type=int, default=5)
@@ -362,6 +454,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.reproduce_seed_004:
         args.methods = ["seed004"]
+    if args.ga_batch_final and not 0.0 <= args.ga_batch_switch <= 1.0:
+        parser.error(f"--ga-batch-switch must be in [0, 1], got {args.ga_batch_switch}")
+    if args.generations is not None and args.generations < 1:
+        parser.error(f"--generations must be >= 1, got {args.generations}")
 
     from deapnn.data import load_mnist
 
@@ -374,6 +470,10 @@ def main() -> None:
         # the machine's load around the run (timing figures are only comparable on an idle one)
         results[-1]["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
         print(results[-1]["classification_report_text"])
+        for key in ("mean_of_five_fittest", "population_mean"):
+            if key in results[-1]:
+                print(f"  (for the record) {key}: test {results[-1][key]['test_accuracy']:.4f} "
+                      f"val {results[-1][key]['val_accuracy']:.4f}")
     print(f"{'method':<14}{'test acc':>10}{'generations':>13}{'evaluations':>13}{'wall s':>9}")
     for r in results:
         print(f"{r['method'] + args.label:<14}{r['test_accuracy']:>10.4f}{r['generations']:>13}"
@@ -382,7 +482,11 @@ def main() -> None:
     run_args = {k: (v if isinstance(v, (int, float, list, bool)) else str(v))
                 for k, v in vars(args).items()}
     for r in results:
-        r.pop("best_weights", None)
+        weights = r.pop("best_weights", None)
+        if args.save_weights is not None and weights is not None:
+            target = args.save_weights.with_name(f"{args.save_weights.stem}_{r['method']}.npy")
+            np.save(target, weights)
+            print(f"wrote {target} (sha256 {r['best_weights_sha256'][:16]})")
         r["label"] = f"{r['method']}{args.label}"
         r["args"] = run_args
     if args.append and args.out.exists():

@@ -5,16 +5,18 @@ weight vectors on one minibatch of MNIST, measured side by side in one process:
 
   (a) tutorial  seed 004's way: for each individual ``model.set_weights`` + ``model.predict``;
   (b) deapnn    ``BatchedEvaluator.evaluate_population`` on the population buffer (the rows of
-                one aligned array, as deapnn's strategies hand them out; all layers with bias and
+                one aligned array, padded apart to the evaluator's ``row_length`` as deapnn's
+                strategies hand them out, ``population_matrix``; all layers with bias and
                 activation, softmax cross-entropy, accuracy, finiteness checks, fitness tuples),
                 as it runs by default: input pixels that are zero in every image of the minibatch
                 are left out of the first layer (``skip_zero_inputs``; exact, same scores);
-  (b') dense    the same with ``skip_zero_inputs=False``, from the buffer (read in place, the
-                weights cut per layer inside the graph): every pixel multiplied, the full dense
+  (b') dense    the same with ``skip_zero_inputs=False``, from the buffer (read in place: each
+                padded row is viewed as (rows, hidden), so the first kernel is never sliced out;
+                its extra rows, 1.5%, meet zero inputs): every pixel multiplied, the full dense
                 work of (c) plus everything (b) does;
   (b'') copy    dense again, on separately allocated vectors (``initRepeat``'s population),
-                copied once per call into the evaluator's blocks (the first kernel laid out for
-                one wide matmul);
+                copied once per call into the evaluator's padded scratch matrix (same graph,
+                same bits);
   (c) bare      the two batched matmuls of the same shapes on tensors already in TensorFlow
                 (no bias, activation, loss or data movement): the limit of dense evaluation on
                 this machine. (b) can pass it only by doing less work, which the (b') column
@@ -110,15 +112,18 @@ def measure(hidden: int, population: int, samples: int, repeats: int, tutorial_i
     t_a = _timed(tutorial, max(1, repeats // 5))
     rate_a = len(subset) * samples / t_a
 
-    # (b) deapnn's batched evaluator, on the population buffer (rows of one aligned array)
-    from deapnn.weights.buffers import aligned_matrix
+    # (b) deapnn's batched evaluator, on the population buffer as deapnn's strategies allocate
+    # it once an evaluator exists (rows padded apart to the evaluator's row length, so the
+    # first kernel is read in place)
+    from deapnn.weights.buffers import padded_matrix, population_matrix
+    from deapnn.weights.types import rows_as_individuals
 
-    buffer = aligned_matrix(population, layout.size)
-    buffer[...] = np.stack(pop)
-    rows = list(buffer)
     evaluator = BatchedEvaluator(spec, x, y, batch_size=None)
     dense = BatchedEvaluator(spec, x, y, batch_size=None, skip_zero_inputs=False)
-    assert dense._shared(rows) is not None  # read in place
+    buffer = population_matrix(population, layout.size)
+    buffer[...] = np.stack(pop)
+    rows = rows_as_individuals(buffer, creator.WeightVector)
+    assert padded_matrix(rows, dense.row_length) is not None  # read in place, no copy
 
     # (c) bare batched matmuls of the same shapes, tensors already placed
     w = np.stack(pop)

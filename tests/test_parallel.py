@@ -145,6 +145,28 @@ def test_large_evaluators_travel_through_a_file_written_once(monkeypatch):
     assert not os.path.exists(folder)                      # removed with the pool
 
 
+def test_a_population_evaluator_is_packed_once_while_the_master_scores_minibatches():
+    """Scoring in the master (honest re-scoring of survivors) rebuilds the evaluator's tensors of
+    the current minibatch, which are not pickled: the evaluator must not be packed and shipped
+    again for that (a weight GA under SCOOP re-sent its training set every generation, and SCOOP
+    failed on the second copy). A change to what is pickled still packs it anew."""
+    import numpy as np
+
+    from deapnn.weights import BatchedEvaluator, NetworkSpec
+
+    data = helpers._digits()
+    evaluator = BatchedEvaluator(NetworkSpec.mlp((8, 8), [16], 10), data.x_train, data.y_train,
+                                 batch_size=32)
+    backend_map = get_map("serial")
+    packed = backend_map.pack(evaluator)
+    population = np.zeros((3, evaluator.size), np.float32)
+    for step in range(3):
+        evaluator.evaluate_population(population, step=step)
+        assert backend_map.pack(evaluator) is packed
+    evaluator.x = evaluator.x.copy()
+    assert backend_map.pack(evaluator) is not packed
+
+
 def test_maps_pickle_without_their_processes():
     process_map = get_map("processes", workers=1)
     assert process_map([1, 2].__contains__, [1, 3]) == [True, False]

@@ -118,7 +118,7 @@ def test_the_fused_head_falls_back_to_the_plain_graph_where_xla_fails():
     def broken(*args):
         raise tf.errors.UnimplementedError(None, None, "no XLA here")
 
-    evaluator._graph._fitness_fused = {False: broken, True: broken}
+    evaluator._graph._fitness_fused = broken
     evaluator._graph._fused = None
     plain = evaluator.evaluate_population(weights)
     assert evaluator._graph._fused is False
@@ -181,19 +181,22 @@ def test_minibatches_resample_per_map_call_or_stay_fixed():
 def test_an_individual_scores_the_same_bits_in_any_chunk_and_from_buffer_or_copy(path, skip, spec):
     """Determinism across processes: SCOOP workers get other chunks than a serial run, and
     unpickled individuals instead of the population buffer; the fitness must not change."""
-    from deapnn.weights.buffers import aligned_matrix
+    from deapnn.weights.buffers import population_matrix
 
     x, y = sparse_data()
     evaluator = BatchedEvaluator(spec, x, y, batch_size=16, path=path, skip_zero_inputs=skip)
     weights = population(evaluator.size, p=11)
-    buffer = aligned_matrix(*weights.shape)
+    buffer = population_matrix(*weights.shape)  # padded rows where the spec graph asks
     buffer[...] = weights
     whole = evaluator.evaluate_population(list(buffer), 2)
+    assert evaluator.evaluate_population(list(buffer)[3:9], 2) == whole[3:9]  # in place too
     chunks = []
     for a in range(0, 11, 4):
         chunks += evaluator.evaluate_population([w.copy() for w in weights[a:a + 4]], 2)
     assert [f[0] for f in chunks] == [f[0] for f in whole]
     assert evaluator.evaluate_population([weights[5].copy()], 2)[0][0] == whole[5][0]
+    if path == "spec":  # the per-individual XLA tail ran (no silent fall back to plain)
+        assert evaluator._graph._fused is True
 
 
 def test_chunked_map_matches_whole_population():
@@ -353,3 +356,23 @@ def test_fingerprint_changes_with_what_changes_a_fitness_and_nothing_else():
     ]
     prints = [e.fingerprint() for e in changed]
     assert fp not in prints and len(set(prints)) == len(prints)
+
+
+@pytest.mark.parametrize("position", ["first kernel", "bias row", "last layer"])
+def test_a_non_finite_weight_read_through_the_padded_view_fails_only_its_individual(position):
+    """The first layer multiplies each whole padded row (later layers' weights included) by
+    zero inputs: 0 * inf is NaN, but only in that individual's own outputs."""
+    from deapnn.weights.buffers import population_matrix
+
+    x, y = data()
+    evaluator = BatchedEvaluator(MLP, x, y, batch_size=None, skip_zero_inputs=False)
+    assert evaluator.row_length > evaluator.size  # padded rows
+    weights = population(evaluator.size, p=5)
+    clean = evaluator.evaluate_population(list(weights))
+    index = {"first kernel": 3, "bias row": 100 * 8 + 2, "last layer": evaluator.size - 1}[position]
+    buffer = population_matrix(*weights.shape)
+    buffer[...] = weights
+    buffer[2, index] = np.inf if position != "bias row" else np.nan
+    fits = evaluator.evaluate_population(list(buffer))
+    assert is_failure(fits[2]) and fits[2].reason == "non-finite weights"
+    assert [f[0] for i, f in enumerate(fits) if i != 2] == [f[0] for i, f in enumerate(clean) if i != 2]

@@ -21,7 +21,9 @@ def args(**changes):
                             pgpe_lr=0.02, pgpe_max_speed=None, pgpe_lr_decay=0.999, pgpe_optimizer="clipup",
                             pgpe_sigma_lr=0.1, pgpe_weight_decay=0.0, sepcma_population=8,
                             sepcma_batch=32, sepcma_sigma=0.05, cma_population=8, cma_batch=32,
-                            cma_sigma=0.1, cma_filters=1, cma_hidden=[4])
+                            cma_sigma=0.1, cma_filters=1, cma_hidden=[4], generations=None,
+                            backend="serial", workers=None, ga_mate="blend", ga_ratio=1.0,
+                            ga_batch_final=None, ga_batch_switch=0.5)
     for key, value in changes.items():
         setattr(ns, key, value)
     return ns
@@ -46,6 +48,42 @@ def test_weights_mnist_methods_run_and_report(method, tmp_path):
     assert "precision" in result["classification_report_text"]
     weights_mnist.plot([result], tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("method, mate", [("ga", "blend"), ("ga", "heuristic"), ("pgpe", "blend")])
+def test_weights_mnist_generations_stop_exactly_and_repeat_bit_for_bit(method, mate):
+    rng = np.random.default_rng(1)
+    data = from_arrays(rng.random((200, 28, 28), dtype=np.float32), rng.integers(0, 10, 200),
+                       rng.random((40, 28, 28), dtype=np.float32), rng.integers(0, 10, 40),
+                       validation=40)
+    # 13 generations: not a multiple of the 10-generation chunks between progress checks
+    options = args(generations=13, budget=1e-9, eval_every=1e9, ga_mate=mate, ga_ratio=0.5)
+    first = weights_mnist.run_method(method, options, data)
+    second = weights_mnist.run_method(method, options, data)
+    assert first["generations"] == second["generations"] == 13  # not the (tiny) time budget
+    assert first["evaluations"] == second["evaluations"] > 0
+    np.testing.assert_array_equal(first["best_weights"], second["best_weights"])
+    assert first["best_weights_sha256"] == second["best_weights_sha256"]
+    other = weights_mnist.run_method(method, args(generations=13, eval_every=1e9, seed=1,
+                                                  ga_mate=mate, ga_ratio=0.5), data)
+    assert other["best_weights_sha256"] != first["best_weights_sha256"]  # the seed matters
+    assert f"cx_{mate}" in str(first["config"].get("mate", f"cx_{mate}"))
+
+
+def test_weights_mnist_ga_switches_to_a_larger_minibatch():
+    rng = np.random.default_rng(2)
+    data = from_arrays(rng.random((200, 28, 28), dtype=np.float32), rng.integers(0, 10, 200),
+                       rng.random((40, 28, 28), dtype=np.float32), rng.integers(0, 10, 40),
+                       validation=40)
+    plain = weights_mnist.run_method("ga", args(generations=12, eval_every=1e9), data)
+    switched = weights_mnist.run_method("ga", args(generations=12, eval_every=1e9, ga_batch_final=64,
+                                                   ga_batch_switch=0.5), data)
+    assert switched["generations"] == plain["generations"] == 12
+    assert "minibatch 64 from 50%" in switched["config"]["fitness"]
+    # after the first chunk of 10 generations the whole population (12) is scored again on the new
+    # minibatch, and the two runs part
+    assert switched["evaluations"] > plain["evaluations"] - 3
+    assert switched["best_weights_sha256"] != plain["best_weights_sha256"]
 
 
 def test_weights_throughput_measures_all_ways_on_real_mnist():

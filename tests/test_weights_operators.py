@@ -42,13 +42,14 @@ def test_weight_vector_type_copies_and_pickles_with_fitness():
         creator.WeightVector(np.zeros((2, 2)))
 
 
-@pytest.mark.parametrize("mate", [
-    ops.cx_average,
-    lambda a, b: ops.cx_blend(a, b, 0.5, rng=np.random.default_rng(0)),
-    lambda a, b: ops.cx_uniform(a, b, 0.5, rng=np.random.default_rng(0)),
-    lambda a, b: ops.cx_two_point(a, b, rng=np.random.default_rng(0)),
+@pytest.mark.parametrize("mate, keeps_sum", [
+    (ops.cx_average, True),
+    (lambda a, b: ops.cx_blend(a, b, 0.5, rng=np.random.default_rng(0)), True),
+    (lambda a, b: ops.cx_uniform(a, b, 0.5, rng=np.random.default_rng(0)), True),
+    (lambda a, b: ops.cx_two_point(a, b, rng=np.random.default_rng(0)), True),
+    (lambda a, b: ops.cx_heuristic(a, b, 0.5, rng=np.random.default_rng(0)), False),
 ])
-def test_crossover_children_never_alias_parents(mate):
+def test_crossover_children_never_alias_parents(mate, keeps_sum):
     p1, p2 = ind(np.zeros(50)), ind(np.ones(50))
     c1, c2 = copy.deepcopy(p1), copy.deepcopy(p2)
     out = mate(c1, c2)
@@ -59,7 +60,30 @@ def test_crossover_children_never_alias_parents(mate):
     assert not np.shares_memory(c1, c2)
     np.testing.assert_array_equal(p1, 0)
     np.testing.assert_array_equal(p2, 1)
-    np.testing.assert_allclose(c1 + c2, 1.0, atol=1e-6)  # all four keep the pairwise sum
+    if keeps_sum:
+        np.testing.assert_allclose(c1 + c2, 1.0, atol=1e-6)  # all four keep the pairwise sum
+
+
+def test_cx_heuristic_steps_beyond_the_fitter_parent():
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=40).astype(np.float32)
+    for fit1, fit2 in [(1.0, 2.0), (2.0, 1.0)]:
+        a, b = ind(np.zeros(40)), ind(direction)  # b - a = direction
+        a.fitness.values, b.fitness.values = (fit1,), (fit2,)
+        better, worse = (b, a) if fit2 > fit1 else (a, b)
+        step = np.asarray(better) - np.asarray(worse)
+        start = np.asarray(better).copy()
+        c1, c2 = ops.cx_heuristic(a, b, ratio=2.0, rng=rng)
+        for child in (c1, c2):  # on the line, beyond the better parent, at most 2 steps away
+            u = float(np.dot(child - start, step) / np.dot(step, step))
+            np.testing.assert_allclose(child, start + u * step, atol=1e-5)
+            assert 0.0 <= u < 2.0
+        assert not np.allclose(c1, c2)  # each child draws its own step
+    # invalid fitness: ind1 counts as the better one; ratio 0: both children copy it
+    a, b = ind(np.full(5, 3.0)), ind(np.zeros(5))
+    ops.cx_heuristic(a, b, ratio=0.0, rng=rng)
+    np.testing.assert_array_equal(a, 3.0)
+    np.testing.assert_array_equal(b, 3.0)
 
 
 def test_two_point_swaps_values_not_views():
@@ -104,8 +128,11 @@ def test_mut_gaussian_indpb_and_per_weight_sigma():
     (lambda x: ops.cx_uniform(x, ind(np.ones(20)), float("nan")), r"cx_uniform: indpb .*nan"),
     (lambda x: ops.cx_blend(x, ind(np.ones(20)), float("nan")), r"cx_blend: alpha must be a finite number >= 0, got nan"),
     (lambda x: ops.cx_blend(x, ind(np.ones(20)), -0.5), r"cx_blend: alpha .* got -0.5"),
+    (lambda x: ops.cx_heuristic(x, ind(np.ones(20)), float("inf")), r"cx_heuristic: ratio must be a finite number >= 0, got inf"),
+    (lambda x: ops.cx_heuristic(x, ind(np.ones(20)), -1.0), r"cx_heuristic: ratio .* got -1.0"),
 ], ids=["indpb-nan", "indpb-negative", "sigma-nan", "sigma-inf", "sigma-zero", "sigma-negative",
-        "sigma-array-nan", "mu-nan", "cx-indpb-large", "cx-indpb-nan", "alpha-nan", "alpha-negative"])
+        "sigma-array-nan", "mu-nan", "cx-indpb-large", "cx-indpb-nan", "alpha-nan", "alpha-negative",
+        "ratio-inf", "ratio-negative"])
 def test_bad_operator_knobs_raise_naming_the_value(call, message):
     x = ind(np.zeros(20))
     with pytest.raises(ValueError, match=message):
@@ -136,7 +163,8 @@ def test_hall_of_fame_keeps_distinct_arrays():
     assert not np.array_equal(hof[0], hof[1])
 
 
-def test_toolbox_and_ea_simple_run_unchanged():
+@pytest.mark.parametrize("mate", ["blend", "heuristic"])
+def test_toolbox_and_ea_simple_run_unchanged(mate):
     random.seed(1)
     rng = np.random.default_rng(1)
     target = rng.normal(size=LAYOUT.size).astype(np.float32)
@@ -144,7 +172,7 @@ def test_toolbox_and_ea_simple_run_unchanged():
     def evaluate(x):
         return (-float(np.sum((x - target) ** 2)),)
 
-    tb = make_weight_toolbox(LAYOUT, evaluate, mate="blend", sigma=0.3, per_layer=True,
+    tb = make_weight_toolbox(LAYOUT, evaluate, mate=mate, sigma=0.3, per_layer=True,
                              mutate_kwargs={"indpb": 0.5}, select="elitist_tournament", elites=2,
                              rng=rng)
     pop = tb.population(n=30)

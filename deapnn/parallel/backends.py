@@ -411,8 +411,18 @@ _PUBLISHED: set[str] = set()
 
 
 def _fingerprint(obj: Any) -> tuple[Any, ...]:
+    """A shallow fingerprint of what pickling ``obj`` ships: the state its ``__getstate__``
+    returns (so caches it leaves out, e.g. an evaluator's tensors of the current minibatch,
+    rebuilt in the master every generation, do not force a re-ship), values of plain types
+    by value, everything else by identity; ``step`` is left out (it travels with every task)."""
     parts: list[Any] = [type(obj)]
-    for name, value in sorted(getattr(obj, "__dict__", {}).items()):
+    state = getattr(obj, "__dict__", {})
+    getstate = getattr(obj, "__getstate__", None)
+    if getstate is not None:
+        shipped = getstate()
+        if isinstance(shipped, dict):
+            state = shipped
+    for name, value in sorted(state.items()):
         if name == "step":
             continue
         if isinstance(value, (bool, int, float, str, bytes, type(None))):

@@ -36,6 +36,7 @@ from deapnn.weights.spec import (
 from deapnn.weights.operators import (
     cx_average,
     cx_blend,
+    cx_heuristic,
     cx_two_point,
     cx_uniform,
     mut_gaussian,
@@ -46,6 +47,8 @@ from deapnn.weights.pgpe import PGPE, ClipUp
 from deapnn.weights.cma import SepCMAES, cma_strategy
 from deapnn.weights.minibatch import HonestMap, ValidationHallOfFame, rescore, sel_rescored
 from deapnn.weights.toolbox import STRATEGIES, init_normal, init_uniform, make_weight_toolbox
+from deapnn.weights.graph import row_layout
+from deapnn.weights.buffers import padded_matrix, population_matrix, prefer_row_length, row_length
 from deapnn.weights.types import WeightArray, WeightVector, as_matrix, hall_of_fame, rows_as_individuals
 
 __all__ = [
@@ -63,6 +66,7 @@ __all__ = [
     "WeightLayout",
     "cx_average",
     "cx_blend",
+    "cx_heuristic",
     "cx_two_point",
     "cx_uniform",
     "mut_gaussian",
@@ -80,6 +84,11 @@ __all__ = [
     "sel_rescored",
     "STRATEGIES",
     "rows_as_individuals",
+    "population_matrix",
+    "padded_matrix",
+    "prefer_row_length",
+    "row_length",
+    "row_layout",
     "init_normal",
     "init_uniform",
     "make_weight_toolbox",

@@ -22,7 +22,7 @@ For tens of thousands of weights and more, :class:`SepCMAES` is the separable CM
 Hansen (2008, "A simple modification in CMA-ES achieving linear time and space complexity", PPSN
 X): the covariance restricted to its diagonal, with the learning rates raised by ``(n + 2) / 3``,
 in ``O(lambda n)`` time and ``O(n)`` memory. It has DEAP's ``generate``/``update`` shape, fills one
-aligned population buffer (:func:`deapnn.weights.buffers.aligned_matrix`) whose rows are the
+aligned population buffer (:func:`deapnn.weights.buffers.population_matrix`) whose rows are the
 individuals, and checkpoints through ``state()``/``load_state()``. Its randomness is the ``rng``
 argument, default :func:`deapnn.core.seeding.get_rng` looked up at each call.
 """
@@ -37,7 +37,7 @@ import numpy
 
 from deapnn.core import seeding
 from deapnn.core.optim import check_positive
-from deapnn.weights.buffers import aligned_matrix
+from deapnn.weights.buffers import population_matrix
 from deapnn.weights.strategies import (_check_centroid, _check_lambda, _check_rng, _fitness_values,
                                        _load_rng_state, _rng_state)
 from deapnn.weights.types import rows_as_individuals
@@ -161,10 +161,11 @@ class SepCMAES:
             ind_init: Individual class or constructor, e.g. ``creator.WeightVector``.
         """
         rng = seeding.get_rng() if self.rng is None else self.rng
-        samples = aligned_matrix(self.lambda_, self.dim)
-        rng.standard_normal(samples.shape, dtype=numpy.float32, out=samples)
-        samples *= (self.sigma * numpy.sqrt(self.C)).astype(numpy.float32)
-        samples += self.centroid64.astype(numpy.float32)
+        # rows laid out as the evaluator reading them asked (padded apart: see population_matrix)
+        samples = population_matrix(self.lambda_, self.dim)
+        z = rng.standard_normal((self.lambda_, self.dim), dtype=numpy.float32)
+        z *= (self.sigma * numpy.sqrt(self.C)).astype(numpy.float32)
+        numpy.add(z, self.centroid64.astype(numpy.float32), out=samples)
         return rows_as_individuals(samples, ind_init)
 
     def update(self, population: Sequence[Any]) -> None:

@@ -26,8 +26,11 @@ Population buffer: when the individuals are consecutive rows of one 64-byte-alig
 (:func:`~deapnn.weights.buffers.shared_matrix`, as strategies built on
 :func:`~deapnn.weights.buffers.aligned_matrix` produce), TensorFlow reads that array in place
 through DLPack and cuts each layer's weights out of it inside the graph. Otherwise (e.g. a
-population of ``initRepeat``) the individuals are copied once, with numpy, into reusable aligned
-blocks. The minibatch is converted to TensorFlow once per step.
+population of ``initRepeat``) the individuals are copied once, with numpy, into a reusable aligned
+matrix of the same layout, so both ways give the same bits. On the spec path with a first Dense
+layer the rows are padded (:attr:`BatchedEvaluator.row_length`, see
+:func:`deapnn.weights.graph.row_layout`); constructing the evaluator asks
+:func:`~deapnn.weights.buffers.population_matrix` to lay strategies' buffers out so. The minibatch is converted to TensorFlow once per step.
 
 The evaluator follows the population-evaluator protocol of :mod:`deapnn.parallel`
 (``evaluate_population(individuals, step)`` and ``next_step()``): the backends' maps
@@ -51,7 +54,8 @@ from typing import Any, Sequence
 import numpy
 
 from deapnn.core.failures import Failure
-from deapnn.weights.buffers import ALIGN, aligned_blocks, aligned_matrix, shared_matrix
+from deapnn.weights.buffers import (ALIGN, aligned_matrix, padded_matrix, prefer_row_length,
+                                    shared_matrix)
 from deapnn.weights.codec import WeightLayout
 from deapnn.weights.spec import Conv2DSpec, NetworkSpec, UnsupportedModel
 from deapnn.weights.types import vector_rows
@@ -177,6 +181,13 @@ class BatchedEvaluator:
                 )
             self.layout = self.spec.layout()
             self.n_classes: int | None = self.spec.n_outputs
+            from deapnn.weights.graph import row_layout
+
+            #: the row length (floats) of the population matrix the spec graph reads; the
+            #: population buffers of strategies in this process are laid out so (see
+            #: :func:`deapnn.weights.buffers.prefer_row_length`) and read without a copy
+            self.row_length = row_layout(self.spec)[0]
+            prefer_row_length(self.layout.size, self.row_length)
         else:
             expected = tuple(getattr(model, "input_shape", (None,))[1:])
             if all(isinstance(d, int) for d in expected) and tuple(x.shape[1:]) != expected:
@@ -184,6 +195,7 @@ class BatchedEvaluator:
                                  f"{expected}")
             self._keras_config = model.to_json()
             self.layout = WeightLayout.from_model(model)
+            self.row_length = self.layout.size
             width = (getattr(model, "output_shape", None) or (None,))[-1]
             self.n_classes = int(width) if isinstance(width, (int, numpy.integer)) else None
             self.path = "fallback"
@@ -192,7 +204,7 @@ class BatchedEvaluator:
         self._graph: Any = None
         self._model: Any = None
         self._batches: tuple | None = None  # (step key, sample chunks as tensors)
-        self._scratch = threading.local()  # per thread: {P: aligned weight blocks}
+        self._scratch = threading.local()  # per thread: reusable aligned weight matrices
         if self.spec is None and path in ("auto", "stateless"):
             # the one expensive check, after every argument's: trace Keras' own layers once
             try:
@@ -384,14 +396,15 @@ class BatchedEvaluator:
             chunk = rows[p : p + size]
             if self.path == "spec":
                 graph = self._ensure_graph()
-                params = tuple(graph.tensor(b) for b in self._blocks(chunk))
-                run = graph.predict
+                params = graph.tensor(self._padded(chunk))
+                run, shape = graph.predict, graph.inputs
             else:
                 graph = self._ensure_stateless()
                 params = graph_tensor(self._matrix(_two_rows(chunk)))
-                run = graph.predict
+                run, shape = graph.predict, lambda xs: xs
             for s in range(0, x.shape[0], sample_chunk):
-                part = run(params, _constant(x[s : s + sample_chunk])).numpy()[: len(chunk)]
+                xs = _constant(shape(x[s : s + sample_chunk]))
+                part = run(params, xs).numpy()[: len(chunk)]
                 out[p : p + size, s : s + sample_chunk] = part
             del params
         return out
@@ -434,8 +447,9 @@ class BatchedEvaluator:
         else:
             matrix = shared_matrix(rows)
             first = rows[0] if matrix is not None else None
-        if matrix is None or matrix.ctypes.data % ALIGN or not first.flags.writeable:
-            return None
+        if (matrix is None or matrix.ctypes.data % ALIGN or not first.flags.writeable
+                or (matrix.shape[0] > 1 and matrix.strides[0] != 4 * matrix.shape[1])):
+            return None  # (padded rows are copied: DLPack takes compact arrays only)
         # shared_matrix's view is read-only, which DLPack refuses; this one is the same memory
         return numpy.lib.stride_tricks.as_strided(numpy.asarray(first).view(numpy.ndarray),
                                                   shape=matrix.shape, strides=matrix.strides)
@@ -457,32 +471,34 @@ class BatchedEvaluator:
                 cache[i] = row
         return cache
 
-    def _blocks(self, rows: numpy.ndarray | list[numpy.ndarray]) -> list[numpy.ndarray]:
-        """Copy ``rows`` into this thread's reusable blocks, one per graph input.
-
-        Block ``i`` is ``(P, *shape)`` of span ``i`` of :func:`~deapnn.weights.graph.weight_plan` (a weight variable,
-        or a first Dense layer's kernel and bias) of every individual, C-contiguous and 64-byte
-        aligned, so TensorFlow takes it without a copy (:func:`~deapnn.weights.graph.zero_copy_converter`)
-        and no layer slices its weights out of a ``(P, n)`` matrix. One copy of the weights per
-        call (numpy, no per-element Python); the blocks of the last two population sizes are
-        kept and overwritten by the next call of the same size.
+    def _padded(self, rows: Any) -> numpy.ndarray:
+        """The population as the spec graph's ``(P, row_length)`` float32 matrix: the
+        population buffer itself with its zero padding when ``rows`` are its rows
+        (:func:`~deapnn.weights.buffers.padded_matrix`; TensorFlow then reads it in place), else
+        a copy into this thread's reusable, zero-padded, aligned scratch matrix (one numpy copy
+        per call). Either way the graph sees the same matrix, so the same bits come out.
         """
+        length = self.row_length
+        if isinstance(rows, numpy.ndarray):
+            if (length == self.size and rows.dtype == numpy.float32 and rows.flags.c_contiguous
+                    and rows.flags.writeable and rows.ctypes.data % ALIGN == 0):
+                return rows
+        else:
+            shared = padded_matrix(rows, length)
+            if shared is not None:
+                return shared
         pop = len(rows)
-        spans = self._ensure_graph().spans
-        cache = getattr(self._scratch, "blocks", None)
-        if cache is None:
-            cache = self._scratch.blocks = {}
-        blocks = cache.get(pop)
-        if blocks is None:
-            if len(cache) >= 2:
-                cache.clear()
-            blocks = cache[pop] = aligned_blocks([shape for _, _, shape in spans], pop)
-        for (a, b, _), block in zip(spans, blocks):
-            if isinstance(rows, numpy.ndarray):
-                block.reshape(pop, b - a)[...] = rows[:, a:b]
-            else:
-                numpy.concatenate([row[a:b] for row in rows], out=block.reshape(-1), casting="unsafe")
-        return blocks
+        cache = getattr(self._scratch, "padded", None)
+        if cache is None or cache.shape[0] != pop:
+            cache = self._scratch.padded = aligned_matrix(pop, length)
+            cache[:, self.size :] = 0.0
+        view = cache[:, : self.size]
+        if isinstance(rows, numpy.ndarray):
+            view[...] = rows
+        else:
+            for i, row in enumerate(rows):
+                view[i] = row
+        return cache
 
     def _prepare(self, x: numpy.ndarray, y: numpy.ndarray, chunk: int = 2048) -> tuple:
         """Samples as the chosen path's inputs: ``([(x, y, count) per chunk], keep)``."""
@@ -527,9 +543,7 @@ class BatchedEvaluator:
                 fn = lambda xs, ys: self._fallback_scores(chunk, xs, ys)  # noqa: E731
             elif self.path == "spec":
                 graph = self._ensure_graph()
-                shared = self._shared(chunk)
-                params = (graph_tensor(shared) if shared is not None
-                          else tuple(graph.tensor(b) for b in self._blocks(chunk)))
+                params = graph.tensor(self._padded(chunk))
                 fn = lambda xs, ys: graph.fitness(params, xs, ys, keep)  # noqa: E731
             else:
                 graph = self._ensure_stateless()

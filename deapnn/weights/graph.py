@@ -1,20 +1,27 @@
 """The batched TensorFlow computation of a :class:`~deapnn.weights.spec.NetworkSpec`.
 
-:class:`BatchedGraph` computes the forward pass of a whole population in one TensorFlow graph:
-a Dense layer on a shared input is one broadcast batched matmul ``(1, B, I) @ (P, I, U)``, later
-Dense layers are batched matmuls ``(P, B, I) @ (P, I, U)``, a first Conv2D is one convolution with
-``P * F`` filters and later convolutions are grouped convolutions (``P`` groups); batch
-normalisation (inference) is a per-individual scale and shift. The head computes the softmax
-cross-entropy from logits laid out ``(P, K, B)``. When the first weight layer is Dense, input
-features that are zero in every sample of the minibatch are left out of it (``prune``): exact,
-and on MNIST about 29% less work in the dominant layer.
+:class:`BatchedGraph` computes the forward pass of a whole population in one TensorFlow graph.
+The population is one ``(P, length)`` float32 matrix, one individual per row
+(:func:`row_layout`): when the first weight layer is Dense, rows are zero-padded to a multiple
+of its width so that each row *is* a ``(rows, units)`` matrix whose first rows are the kernel
+and the next the bias; the input, padded with zeros (and a one at the bias row), multiplies the
+whole view in one broadcast batched matmul ``(1, B, rows) @ (P, rows, U)``: the weights are
+never sliced or copied (1.4% extra arithmetic on zeros for 784-128-10). Later Dense layers are
+batched matmuls ``(P, B, I) @ (P, I, U)``; a first Conv2D is one convolution with ``P * F``
+filters, later convolutions are grouped convolutions (``P`` groups); a max pooling after a
+convolution (and batch normalisation) with monotone activations runs right after the
+convolution, the rest on the pooled quarter; batch normalisation (inference) is a
+per-individual scale and shift. The last layer's bias and activation and the head (softmax
+cross-entropy, accuracy) run per individual under XLA. When the first weight layer is Dense,
+input features that are zero in every sample of the minibatch can be left out of it
+(``prune``): exact, and on MNIST about 29% less work in the dominant layer.
 
-The population comes either as one block per span (:meth:`BatchedEvaluator._blocks`, a copy) or
-as the ``(P, n)`` population buffer itself, read in place (DLPack) and cut into spans inside the
-graph; both give the same bits. Per individual, the results do not depend on ``P`` (the plain
-head; see :class:`BatchedGraph`), so a population scored in other chunks (SCOOP workers) scores
-the same. Non-finite weights are flagged per individual (a sum per span, and for the first Dense
-kernel, the bulk of an MLP, one extra all-ones sample whose pre-activations are its column sums).
+The matrix is the population buffer itself (:func:`deapnn.weights.buffers.population_matrix`,
+read in place through DLPack) or a copy of the individuals into a padded scratch matrix; both
+give the same bits. Per individual, the results do not depend on ``P``, so a population scored
+in other chunks (SCOOP workers) scores the same. Non-finite weights are flagged per individual:
+with a first Dense layer (not pruned) by one extra all-ones sample, whose first-layer
+pre-activations are the column sums of the whole padded row; otherwise by one sum per row.
 
 TensorFlow is imported only when a graph is built (inside a worker, on first use).
 """
@@ -25,10 +32,11 @@ from typing import Any, Callable, Sequence
 
 import numpy
 
+from deapnn.weights.buffers import ALIGN
 from deapnn.weights.spec import (BatchNormSpec, Conv2DSpec, DenseSpec, FlattenSpec, NetworkSpec,
                                  PoolSpec, ReshapeSpec)
 
-__all__ = ["BatchedGraph", "weight_plan", "zero_copy_converter"]
+__all__ = ["BatchedGraph", "row_layout", "weight_plan", "zero_copy_converter"]
 
 def _activate(tf: Any, h: Any, name: str) -> Any:
     if name == "linear":
@@ -91,23 +99,90 @@ def _first_dense(plan: Sequence[tuple]) -> tuple | None:
     return first if isinstance(first[0], DenseSpec) else None
 
 
-def _build_forward(spec: NetworkSpec, pruned: bool = False) -> Callable:
-    """Python function ``(params, x (B, ...)) -> logits (P, B, K)`` for tf.function.
+_MONOTONE = ("linear", "relu")  # activations whose float implementation is non-decreasing
 
-    With ``classes_first=True`` the logits come out as ``(P, K, B)``. With ``probe=True`` (a
-    first Dense layer, not pruned) one all-ones sample is appended to the batch at the first
-    Dense layer and ``(logits, probe)`` is returned: ``probe`` ``(P, U)`` holds that sample's
-    pre-activations, the first layer's kernel column sums plus bias, non-finite where one of
-    those weights is; the logits then hold ``B + 1`` samples, the probe last.
 
-    With ``pruned`` (only when the first weight layer is Dense, see :func:`_first_dense`), ``x``
-    is the flat input already reduced to the columns ``keep`` (the kept input features, then a
-    column of ones for a merged bias) and the first layer multiplies it with the matching rows
-    of its kernel span, ``tf.gather(kernel, keep, axis=1)``; layers before it are skipped.
+def _pool_first(plan: Sequence[tuple], i: int) -> tuple | None:
+    """For the Conv2D at plan step ``i``: ``(batch-norm step or None, pool layer)`` when it is
+    followed by an optional batch normalisation (linear) and then max pooling, with activations
+    that are monotone (``_MONOTONE``), so that the pooling may run first; else None."""
+    steps = pooled_steps(plan, i)
+    if not steps or plan[i][0].activation not in _MONOTONE:
+        return None
+    norm = plan[steps[0]] if len(steps) == 2 else None
+    if norm is not None and norm[0].activation not in _MONOTONE:
+        return None
+    return norm, plan[steps[-1]][0]
 
-    ``params`` holds one tensor per span of :func:`weight_plan`, shaped ``(P, *span_shape)``
-    (the population's blocks, see :meth:`BatchedEvaluator._blocks`), so no layer slices its
-    weights out of a ``(P, n)`` matrix (a copy) inside the graph.
+
+def pooled_steps(plan: Sequence[tuple], i: int) -> list[int]:
+    """The plan steps after Conv2D step ``i`` up to a max pooling: ``[pool]`` or ``[batch
+    norm, pool]``; empty when the layers after it are anything else."""
+    nxt = [j for j in range(i + 1, min(i + 3, len(plan)))]
+    if nxt and isinstance(plan[nxt[0]][0], PoolSpec) and plan[nxt[0]][0].kind == "max":
+        return nxt[:1]
+    if (len(nxt) == 2 and isinstance(plan[nxt[0]][0], BatchNormSpec)
+            and isinstance(plan[nxt[1]][0], PoolSpec) and plan[nxt[1]][0].kind == "max"):
+        return nxt
+    return []
+
+
+def _norm_affine(tf: Any, layer: BatchNormSpec, variables: list) -> tuple[Any, Any]:
+    """Inference batch normalisation as ``(inv, shift)``, each ``(P, C)``: the output is
+    ``x * inv + shift``, ``inv = gamma / sqrt(variance + eps)``, ``shift = beta - mean * inv``."""
+    it = iter(variables)
+    gamma = next(it) if layer.scale else None
+    beta = next(it) if layer.center else None
+    mean, variance = next(it), next(it)
+    inv = tf.math.rsqrt(variance + tf.constant(layer.epsilon, variance.dtype))
+    if gamma is not None:
+        inv = inv * gamma
+    shift = -mean * inv if beta is None else beta - mean * inv
+    return inv, shift
+
+
+def row_layout(spec: NetworkSpec) -> tuple[int, int]:
+    """``(length, rows)``: how long a row of the population matrix the graph reads is (floats),
+    and how many rows of the first Dense layer's width it is viewed as (0 without one).
+
+    When the first weight layer is Dense (``I`` inputs, ``U`` units), its kernel is the first
+    ``I * U`` weights of the vector, row-major, and its bias the next ``U``. A vector padded with
+    zeros to ``rows * U`` floats (the least ``rows`` with ``rows * U >= n`` and a multiple of 16
+    floats, 64 bytes) is then a ``(rows, U)`` matrix without a copy: the kernel's rows, the bias
+    row, then the rest of the vector and the padding. The graph multiplies the input, padded
+    with zeros to ``rows`` features and a one at the bias row, with that whole view: the rows
+    after the bias meet zero inputs (exact zeros; ``rows / (I + 1) - 1`` extra arithmetic,
+    1.4% for 784-128-10) and the population is never sliced. Other networks: ``(n, 0)``.
+    """
+    n = spec.layout().size
+    first = _first_dense(weight_plan(spec)[0])
+    if first is None:
+        return n, 0
+    units = first[0].units
+    rows = -(-n // units)
+    while (rows * units) % (ALIGN // 4):
+        rows += 1
+    return rows * units, rows
+
+
+def _build_forward(spec: NetworkSpec) -> Callable:
+    """Python function ``(matrix (P, length), x) -> logits (P, B, K)`` for tf.function.
+
+    ``matrix`` holds one individual per row, :func:`row_layout` long (the vector, then zeros).
+    With a first Dense layer, ``x`` is the flat input :meth:`BatchedGraph.prepare` made:
+    ``(B, rows)`` (zero-padded, a one at the bias row) multiplied with each row viewed as
+    ``(rows, units)``; or, with ``keep`` (the indices of the view rows to use), ``(B,
+    len(keep))`` multiplied with those rows only (``tf.gather``). Layers before it are skipped.
+    Otherwise ``x`` is ``(B, *input_shape)`` and each layer's weights are cut out of the
+    matrix inside the graph (small, convolutional weights).
+
+    With ``tail=True``, ``(h, bias, probe)`` is returned: ``h`` ``(P, B, K)`` the last (Dense)
+    layer's outputs before its bias and activation, which the per-individual tail of
+    :class:`BatchedGraph` adds, and its ``bias`` ``(P, K)`` (None without one, or when merged
+    into a first layer's kernel). ``probe`` ``(P, units)`` (with ``probe=True``: a first Dense
+    layer, not pruned) holds the first layer's pre-activations of the last sample of ``x``;
+    when that sample is all ones (:meth:`BatchedGraph.prepare` appends it) they are the column
+    sums of every individual's whole row, non-finite where any of its weights is.
 
     Representations: ``shared`` (B, ...) until the first weight layer; ``packed``
     (B, H, W, P*C) after a convolution (the population lives in the channel axis, so pooling and
@@ -119,19 +194,29 @@ def _build_forward(spec: NetworkSpec, pruned: bool = False) -> Callable:
     import tensorflow as tf
 
     plan, spans = weight_plan(spec)
+    first = _first_dense(plan)
+    _, view_rows = row_layout(spec)
     last = len(plan) - 1
 
-    def forward(weights: Sequence[Any], x: Any, classes_first: bool = False,
-                keep: Any = None, probe: bool = False) -> Any:
-        pop = tf.shape(weights[0])[0]
+    def forward(matrix: Any, x: Any, keep: Any = None, probe: bool = False,
+                tail: bool = False) -> Any:
+        pop = tf.shape(matrix)[0]
         batch = tf.shape(x)[0]
+
+        def span(j):
+            a, b, shape = spans[j]
+            return tf.reshape(matrix[:, a:b], (pop, *shape))
+
         h = x
         probe_out = None
         mode = "shared"
         prev_shape = tuple(spec.input_shape)
+        skip: set[int] = set()  # plan steps already done (a pooling moved before its inputs)
         for i, (layer, out_shape, params, merged) in enumerate(plan):
-            if pruned and mode == "shared" and not isinstance(layer, DenseSpec):
-                pass  # x is already flat and pruned
+            if i in skip:
+                continue
+            if first is not None and mode == "shared" and not isinstance(layer, DenseSpec):
+                pass  # x is already the flat, padded (or pruned) input of the first Dense layer
             elif isinstance(layer, FlattenSpec):
                 if mode == "shared":
                     h = tf.reshape(h, (batch, -1))
@@ -153,43 +238,31 @@ def _build_forward(spec: NetworkSpec, pruned: bool = False) -> Callable:
                 pool = tf.nn.max_pool2d if layer.kind == "max" else tf.nn.avg_pool2d
                 h = pool(h, layer.pool_size, strides, layer.padding.upper())
             elif isinstance(layer, DenseSpec):
-                kernel = weights[params[0]]
-                if pruned and mode == "shared":  # x holds the kept columns (and the ones)
-                    kernel = tf.gather(kernel, keep, axis=1)
-                elif merged:  # (P, I + 1, U): kernel rows, then the bias row
-                    h = tf.concat([h, tf.ones((batch, 1), h.dtype)], axis=1)
-                if probe and mode == "shared":
-                    # one more sample, all ones: its pre-activation is the kernel's column sums,
-                    # non-finite when any of its weights is (or, rarely, when they overflow)
-                    h = tf.concat([h, tf.ones((1, tf.shape(h)[1]), h.dtype)], axis=0)
-                    batch = batch + 1
-                if i == last and classes_first:
-                    # (P, K, B) = kernel^T @ h^T: the head then reduces over a middle axis of K,
-                    # which TensorFlow's CPU kernels do far faster than over a short last axis
-                    h = tf.matmul(kernel, h[None] if mode == "shared" else h,
-                                  transpose_a=True, transpose_b=True)
-                    if layer.use_bias and not merged:
-                        h = h + weights[params[1]][:, :, None]
+                bias = None
+                if mode == "shared":  # the whole rows as (rows, units): kernel, bias row, rest
+                    kernel = tf.reshape(matrix, (pop, view_rows, layer.units))
+                    if keep is not None:
+                        kernel = tf.gather(kernel, keep, axis=1)
+                    h = tf.matmul(h[None], kernel)
+                    if probe:
+                        probe_out = h[:, -1, :]
                 else:
-                    h = tf.matmul(h[None] if mode == "shared" else h, kernel)
-                    if layer.use_bias and not merged:
-                        h = h + weights[params[1]][:, None, :]
-                if probe and mode == "shared":
-                    probe_out = h[:, :, -1] if i == last and classes_first else h[:, -1, :]
+                    h = tf.matmul(h, span(params[0]))
+                    if layer.use_bias:
+                        bias = span(params[1])
                 mode = "stacked"
+                if tail and i == last:  # bias and activation: the per-individual tail's
+                    return h, bias, probe_out
+                if bias is not None:
+                    h = h + bias[:, None, :]
                 if not (i == last and layer.activation == "softmax"):
-                    h = _activate(tf, h, layer.activation)
+                    # after the probe is read, so that the activation may overwrite h in place
+                    with tf.control_dependencies([] if probe_out is None else [probe_out]):
+                        h = _activate(tf, h, layer.activation)
             elif isinstance(layer, BatchNormSpec):
                 # inference: x * inv + (beta - mean * inv), inv = gamma / sqrt(variance + eps),
                 # each (P, C), broadcast where the representation keeps the population
-                it = iter(params)
-                gamma = weights[next(it)] if layer.scale else None
-                beta = weights[next(it)] if layer.center else None
-                mean, variance = weights[next(it)], weights[next(it)]
-                inv = tf.math.rsqrt(variance + tf.constant(layer.epsilon, variance.dtype))
-                if gamma is not None:
-                    inv = inv * gamma
-                shift = -mean * inv if beta is None else beta - mean * inv
+                inv, shift = _norm_affine(tf, layer, [span(j) for j in params])
                 if mode == "packed":  # (B, H, W, P * C)
                     h = h * tf.reshape(inv, (-1,)) + tf.reshape(shift, (-1,))
                 else:  # stacked (P, B, C)
@@ -197,15 +270,44 @@ def _build_forward(spec: NetworkSpec, pruned: bool = False) -> Callable:
                 h = _activate(tf, h, layer.activation)
             elif isinstance(layer, Conv2DSpec):
                 kh, kw, cin, cout = spans[params[0]][2]
-                kernel = weights[params[0]]  # (P, kh, kw, cin, cout)
+                kernel = span(params[0])  # (P, kh, kw, cin, cout)
                 kernel = tf.reshape(tf.transpose(kernel, (1, 2, 3, 0, 4)), (kh, kw, cin, -1))
-                h = tf.nn.conv2d(h, kernel, layer.strides, layer.padding.upper())
-                if layer.use_bias:
-                    h = h + tf.reshape(weights[params[1]], (-1,))
+                pooled = _pool_first(plan, i)
+                if pooled is None:
+                    h = tf.nn.conv2d(h, kernel, layer.strides, layer.padding.upper())
+                    if layer.use_bias:
+                        h = h + tf.reshape(span(params[1]), (-1,))
+                    h = _activate(tf, h, layer.activation)
+                else:
+                    # conv -> bias -> activation [-> batch norm] -> max pool, with the pooling
+                    # moved right after the convolution: every step between is monotone per
+                    # channel, so the max of the results is the result of the max (exactly,
+                    # float rounding being monotone too), or of the min where batch norm's
+                    # scale is negative: those channels' kernels are negated (exact), pooled
+                    # by max and negated back. The bias, activation and batch norm then run on
+                    # the pooled tensor, a quarter of the size for 2x2 pooling.
+                    norm, pool_layer = pooled
+                    if norm is not None:
+                        inv, shift = _norm_affine(tf, norm[0], [span(j) for j in norm[2]])
+                        sign = tf.reshape(tf.where(inv < 0, -1.0, 1.0), (-1,))
+                        kernel = kernel * sign
+                    h = tf.nn.conv2d(h, kernel, layer.strides, layer.padding.upper())
+                    pool_strides = pool_layer.strides or pool_layer.pool_size
+                    h = tf.nn.max_pool2d(h, pool_layer.pool_size, pool_strides,
+                                         pool_layer.padding.upper())
+                    if norm is not None:
+                        h = h * sign
+                    if layer.use_bias:
+                        h = h + tf.reshape(span(params[1]), (-1,))
+                    h = _activate(tf, h, layer.activation)
+                    if norm is not None:
+                        h = h * tf.reshape(inv, (-1,)) + tf.reshape(shift, (-1,))
+                        h = _activate(tf, h, norm[0].activation)
+                    skip.update(pooled_steps(plan, i))
+                    out_shape = plan[max(pooled_steps(plan, i))][1]
                 mode = "packed"
-                h = _activate(tf, h, layer.activation)
             prev_shape = out_shape
-        return (h, probe_out) if probe else h
+        return h
 
     return forward
 
@@ -213,19 +315,30 @@ def _build_forward(spec: NetworkSpec, pruned: bool = False) -> Callable:
 class BatchedGraph:
     """Compiled tf.functions for one spec (one per process).
 
-    They take the population as a tuple of tensors, one per span of :func:`weight_plan`, each
-    shaped ``(P, *span_shape)`` (see :meth:`BatchedEvaluator._blocks`), or (:meth:`fitness`) as
-    one ``(P, n)`` matrix; the signatures leave ``P`` and the number of samples free, so each
-    function is traced once.
+    They take the population as one ``(P, length)`` float32 matrix, :func:`row_layout` long
+    rows (each individual's vector, then zeros): the population buffer itself, read in place,
+    or a copy of it (``BatchedEvaluator._padded``); and the samples as :meth:`prepare` makes
+    them. The signatures leave ``P`` and the number of samples free, so each function is traced
+    once.
+
+    The layers are batched over the population (:func:`_build_forward`); the last layer's bias
+    and activation and the head (softmax cross-entropy, accuracy, finiteness) run per
+    individual, ``tf.map_fn`` over the population inside one XLA cluster: XLA fuses the head's
+    dozen elementwise ops into one pass over data that stays in cache (3x less time than the
+    same ops batched in plain TensorFlow, measured), and since the loop body is compiled for
+    one individual, an individual's scores do not depend on how many share the call (a
+    population scored in other chunks, by SCOOP workers, scores the same to the bit). Where XLA
+    is unavailable or fails, the first call falls back to the same tail vectorised over the
+    population in plain TensorFlow (``fused=False`` forces that): the same scores up to float
+    rounding, also independent of the chunking.
 
     Args:
         spec: The network.
         prune: Leave inputs that are zero in every sample out of a first Dense layer.
-        fused: Fuse the head's elementwise work with XLA (faster, but its results then depend on
-            the population size in the last bits; off by default).
+        fused: Run the tail under XLA (default), falling back to plain TensorFlow.
     """
 
-    def __init__(self, spec: NetworkSpec, prune: bool = False, fused: bool = False):
+    def __init__(self, spec: NetworkSpec, prune: bool = False, fused: bool = True):
         from deapnn.core.console import import_tensorflow
 
         import_tensorflow()
@@ -235,138 +348,160 @@ class BatchedGraph:
         first = _first_dense(plan)
         #: whether :meth:`fitness` takes pruned inputs (``keep``); see :meth:`prepare`
         self.pruned = bool(prune) and first is not None
+        #: the rows' length (floats) and the first Dense layer's view rows (see row_layout)
+        self.length, self.view_rows = row_layout(spec)
+        self.flat_input = first is not None
         self.merged = first is not None and first[3]
-        # the index of a merged first span's bias row: (I + 1, U) -> I
-        self._bias_row = self.spans[first[2][0]][2][0] - 1 if self.merged else None
+        kernel_shape = self.spans[first[2][0]][2] if first is not None else None
+        #: input features of a first Dense layer (its bias row, when merged, is the next row)
+        self.features = (kernel_shape[0] - int(self.merged)) if first is not None else None
+        # with a first Dense layer and no pruning, one all-ones probe sample checks every weight
+        self.probe = first is not None and not self.pruned
         forward = _build_forward(spec)
-        fitness_forward = _build_forward(spec, pruned=True) if self.pruned else forward
-        self.softmax_output = spec.layers[-1].activation == "softmax"
-        w_spec = tuple(tf.TensorSpec([None, *shape], tf.float32) for _, _, shape in self.spans)
-        x_spec = tf.TensorSpec([None, *spec.input_shape], tf.float32)
+        out_layer = spec.layers[-1]
+        self.softmax_output = out_layer.activation == "softmax"
+        m_spec = tf.TensorSpec([None, self.length], tf.float32)
+        x_spec = tf.TensorSpec([None, None] if self.flat_input else [None, *spec.input_shape],
+                               tf.float32)
         y_spec = tf.TensorSpec([None], tf.int32)
         keep_spec = tf.TensorSpec([None], tf.int32)
         n_classes = spec.n_outputs
+        probe = self.probe
 
-        def head(logits, y):
-            """Cross-entropy, accuracy and finiteness of ``(P, K, B)`` logits (elementwise work)."""
-            finite = tf.reduce_all(tf.math.is_finite(logits), axis=[1, 2])
+        def one(h, bias, y, has_bias):
+            """``[cross-entropy, accuracy, finite]`` of one individual from ``h`` ``(B, K)``,
+            its last layer's outputs before bias and activation; with the probe, its last
+            sample is left out."""
+            if has_bias:
+                h = h + bias[None, :]
+            if out_layer.activation != "softmax":
+                h = _activate(tf, h, out_layer.activation)
+            logits = h  # a softmax head's pre-activations; other heads' outputs are read as logits
             # softmax cross-entropy, log(sum(exp(l - max))) - (l_y - max), as
-            # tf.nn.sparse_softmax_cross_entropy_with_logits computes it (that op is ~2x slower
-            # here: its labels differ per individual and it reduces over the last axis)
-            top = tf.reduce_max(logits, axis=1)  # (P, B)
-            log_sum = tf.math.log(tf.reduce_sum(tf.exp(logits - top[:, None, :]), axis=1))
-            one_hot = tf.one_hot(y, n_classes, axis=0, dtype=logits.dtype)  # (K, B)
-            true = tf.reduce_sum(logits * one_hot[None], axis=1)
-            ce = log_sum - (true - top)
-            predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
-            correct = tf.cast(tf.equal(predicted, y[None, :]), tf.float32)
-            return tf.reduce_mean(ce, axis=1), tf.reduce_mean(correct, axis=1), finite
+            # tf.nn.sparse_softmax_cross_entropy_with_logits computes it
+            z = logits - tf.reduce_max(logits, axis=1, keepdims=True)
+            log_sum = tf.math.log(tf.reduce_sum(tf.exp(z), axis=1))
+            # z * one_hot is NaN wherever a logit is +-inf or NaN (inf * 0), so ce is finite
+            # exactly where the sample's logits all are
+            true = tf.reduce_sum(z * tf.one_hot(y, n_classes, dtype=z.dtype), axis=1)
+            ce = log_sum - true
+            correct = tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), y),
+                              tf.float32)
+            if probe:
+                ce, correct = ce[:-1], correct[:-1]
+            finite = tf.cast(tf.reduce_all(tf.math.is_finite(ce)), tf.float32)
+            return tf.stack([tf.reduce_mean(ce), tf.reduce_mean(correct), finite])
 
-        n = self.spans[-1][1] if self.spans else 0
-        m_spec = tf.TensorSpec([None, n], tf.float32)
-        spans = self.spans
+        def make_tail(xla: bool, has_bias: bool):
+            def per_individual(args, y):
+                return one(args[0], args[1], y, has_bias)
 
-        def split(matrix):
-            """The population matrix ``(P, n)`` cut into the spans' tensors (in the graph)."""
-            return tuple(tf.reshape(matrix[:, a:b], (-1, *shape)) for a, b, shape in spans)
+            if xla:
+                def tail(h, bias, y):
+                    return tf.map_fn(lambda a: per_individual(a, y), (h, bias),
+                                     fn_output_signature=tf.TensorSpec([3], tf.float32))
 
-        # Which weights may be non-finite, per individual: a sum over each span is non-finite
-        # when one of its weights is (a sum is one fast pass; a sum of finite weights can
-        # overflow, so the evaluator confirms flagged individuals exactly, in numpy). On the
-        # dense path the first Dense kernel, the bulk of the weights, needs no pass of its own:
-        # one extra sample of ones through the first layer gives its column sums (``probe``).
-        probe = first is not None and not self.pruned
-        probed = first[2] if probe else ()
+                return tf.function(tail, jit_compile=True, autograph=False)
+            return lambda h, bias, y: tf.vectorized_map(lambda a: per_individual(a, y), (h, bias))
 
-        def body(head, weights, x, y, keep):
-            if self.pruned:
-                logits = fitness_forward(weights, x, True, keep)
-                ok = []
-            elif probe:  # logits (P, K, B + 1): the probe sample is the last
-                logits, probe_out = forward(weights, x, classes_first=True, probe=True)
-                logits = logits[:, :, :-1]
-                ok = [tf.reduce_all(tf.math.is_finite(probe_out), axis=1)]
-            else:  # a softmax head's pre-activations; other heads' outputs are read as logits
-                logits = forward(weights, x, classes_first=True)  # (P, K, B)
-                ok = []
-            for j, w in enumerate(weights):
-                if j not in probed:
-                    total = tf.reduce_sum(tf.reshape(w, (tf.shape(w)[0], -1)), axis=1)
-                    ok.append(tf.math.is_finite(total))
-            return (*head(logits, y), tf.reduce_all(tf.stack(ok), axis=0))
+        tails: dict = {}
 
-        def make_fitness(head, matrix):
-            """``(weights, x, y[, keep]) -> (ce, acc, finite outputs, finite weights)``; the
-            weights as one ``(P, n)`` matrix (sliced in the graph) or as span blocks."""
-            w_sig = m_spec if matrix else w_spec
+        def body(xla, matrix, x, y, keep):
+            h, bias, probe_out = forward(matrix, x, keep=keep, probe=probe, tail=True)
+            key = (xla, bias is not None)
+            if key not in tails:
+                tails[key] = make_tail(*key)
+            if bias is None:
+                bias = tf.zeros((tf.shape(matrix)[0], 1), matrix.dtype)
+            if xla:  # two halves, two independent XLA loops: TensorFlow runs them on two cores
+                half = tf.shape(h)[0] // 2
+                scores = tf.cond(
+                    half > 0,
+                    lambda: tf.concat([tails[key](h[:half], bias[:half], y),
+                                       tails[key](h[half:], bias[half:], y)], axis=0),
+                    lambda: tails[key](h, bias, y))
+            else:
+                scores = tails[key](h, bias, y)
+            if probe:  # one extra sample of ones: the column sums of every weight of the row
+                ok = tf.reduce_all(tf.math.is_finite(probe_out), axis=1)
+            else:  # one pass over the weights: a sum is non-finite when one of them is
+                ok = tf.math.is_finite(tf.reduce_sum(matrix, axis=1))
+            # (a sum of finite weights can overflow: the evaluator confirms flags in numpy)
+            return scores[:, 0], scores[:, 1], scores[:, 2] > 0.5, ok
 
-            def prep(w):
-                return split(w) if matrix else w
-
+        def make_fitness(xla):
+            """``(matrix, x, y[, keep]) -> (ce, acc, finite outputs, finite weights)``."""
             if not self.pruned:
-                @tf.function(autograph=False, input_signature=[w_sig, x_spec, y_spec])
-                def fitness(w, x, y):
-                    return body(head, prep(w), x, y, None)
+                @tf.function(autograph=False, input_signature=[m_spec, x_spec, y_spec])
+                def fitness(matrix, x, y):
+                    return body(xla, matrix, x, y, None)
 
                 return fitness
 
-            @tf.function(autograph=False, input_signature=[w_sig, tf.TensorSpec([None, None], tf.float32),
-                                          y_spec, keep_spec])
-            def pruned_fitness(w, x, y, keep):
+            @tf.function(autograph=False, input_signature=[m_spec, x_spec, y_spec, keep_spec])
+            def pruned_fitness(matrix, x, y, keep):
                 # a non-finite weight on a dropped input would make Keras' output NaN (0 * inf):
                 # the weights' own check catches it
-                return body(head, prep(w), x, y, keep)
+                return body(xla, matrix, x, y, keep)
 
             return pruned_fitness
 
-        # The head is a dozen elementwise ops over (P, K, B). XLA can fuse them into one loop
-        # (``fused=True``), but its reductions' order then depends on P: the same individual
-        # scores differently (~1e-7) in chunks of different sizes, i.e. serially and under
-        # SCOOP. So the plain graph is the default, whose per-individual results do not depend
-        # on P. With ``fused=True``, where XLA is unavailable or fails, the first call falls
-        # back to the plain graph (see :meth:`fitness`).
-        fused_head = tf.function(head, jit_compile=True, autograph=False)
-        self._fitness_fused = {m: make_fitness(fused_head, m) for m in (False, True)}
-        self._fitness_plain = {m: make_fitness(head, m) for m in (False, True)}
+        self._fitness_fused = make_fitness(True)
+        self._fitness_plain = make_fitness(False)
         self._fused: bool | None = None if fused else False
         self._errors = (tf.errors.OpError, NotImplementedError)
 
-        @tf.function(autograph=False, input_signature=[w_spec, x_spec])
-        def predict(weights, x):
-            out = forward(weights, x)
+        @tf.function(autograph=False, input_signature=[m_spec, x_spec])
+        def predict(matrix, x):
+            out = forward(matrix, x)
             return tf.nn.softmax(out, axis=-1) if self.softmax_output else out
 
         self.predict = predict
         self.tensor = zero_copy_converter(tf)
         self.constant = tf.constant
 
-    def fitness(self, weights: Any, x: Any, y: Any, keep: Any = None) -> tuple[Any, Any, Any, Any]:
+    def fitness(self, matrix: Any, x: Any, y: Any, keep: Any = None) -> tuple[Any, Any, Any, Any]:
         """``(cross-entropy (P,), accuracy (P,), finite outputs (P,), finite weights (P,))``.
 
-        ``weights`` is a tuple of span blocks (:meth:`BatchedEvaluator._blocks`) or one
-        ``(P, n)`` population matrix (the population buffer), sliced into spans in the graph.
-        When :attr:`pruned`, ``x`` and ``keep`` come from :meth:`prepare`.
+        ``matrix`` is the ``(P, length)`` population (a tensor); ``x``, ``y`` and ``keep`` come
+        from :meth:`prepare`.
         """
-        matrix = not isinstance(weights, (tuple, list))
-        args = (weights, x, y, keep) if self.pruned else (weights, x, y)
+        args = (matrix, x, y, keep) if self.pruned else (matrix, x, y)
         if self._fused is None:
             try:
-                out = self._fitness_fused[matrix](*args)
+                out = self._fitness_fused(*args)
                 self._fused = True
                 return out
             except self._errors:
                 self._fused = False
-        return (self._fitness_fused if self._fused else self._fitness_plain)[matrix](*args)
+        return (self._fitness_fused if self._fused else self._fitness_plain)(*args)
+
+    def inputs(self, x: numpy.ndarray, probe: bool = False) -> numpy.ndarray:
+        """Samples ``x`` as the graph's input: with a first Dense layer, flat and padded with
+        zeros to :attr:`view_rows` features, a one at the bias row (and, with ``probe``, one
+        more sample of all ones); otherwise ``x`` itself."""
+        if not self.flat_input:
+            return x
+        n = x.shape[0]
+        out = numpy.zeros((n + int(probe), self.view_rows), numpy.float32)
+        out[:n, : self.features] = x.reshape(n, -1)
+        if self.merged:
+            out[:n, self.features] = 1.0
+        if probe:
+            out[n] = 1.0
+        return out
 
     def prepare(self, x: numpy.ndarray, y: numpy.ndarray,
                 chunk: int = 2048) -> tuple[list[tuple[Any, Any, int]], Any]:
         """Samples as TensorFlow inputs of :meth:`fitness`: ``([(x, y, count) per chunk], keep)``.
 
-        When :attr:`pruned`, input features that are zero in every sample are dropped (``keep``
-        lists the others, then the bias row of a merged first span): their products with the
-        kernel are exact zeros, so the scores are unchanged up to float summation order while
-        the first layer does less work. MNIST minibatches of 256 images leave out about 29% of
-        the pixels. ``keep`` is None otherwise.
+        With a first Dense layer, ``x`` is flat; when :attr:`pruned`, input features that are
+        zero in every sample are dropped (``keep`` lists the others, then the bias row of a
+        merged first layer): their products with the kernel are exact zeros, so the scores are
+        unchanged up to float summation order while the first layer does less work (MNIST
+        minibatches of 256 images leave out about 29% of the pixels); otherwise it is
+        :meth:`inputs` with the probe sample (its label 0 is ignored). ``keep`` is None unless
+        pruned.
         """
         n = x.shape[0]
         keep = None
@@ -378,10 +513,15 @@ class BatchedGraph:
             x = x[:, columns]
             if self.merged:
                 x = numpy.concatenate([x, numpy.ones((n, 1), numpy.float32)], axis=1)
-                columns = numpy.append(columns, self._bias_row)
+                columns = numpy.append(columns, self.features)
             keep = self.constant(columns.astype(numpy.int32))
-        chunks = [(self.constant(x[s : s + chunk]), self.constant(y[s : s + chunk]),
-                   len(y[s : s + chunk])) for s in range(0, n, chunk)]
+        chunks = []
+        for s in range(0, n, chunk):
+            xs, ys = x[s : s + chunk], y[s : s + chunk]
+            if self.probe:
+                xs = self.inputs(xs, probe=True)
+                ys = numpy.append(ys, 0).astype(numpy.int32)
+            chunks.append((self.constant(xs), self.constant(ys), len(y[s : s + chunk])))
         return chunks, keep
 
 

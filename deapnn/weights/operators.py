@@ -24,6 +24,7 @@ from deapnn.core.options import check_elites, check_probability, check_sigma, se
 __all__ = [
     "cx_average",
     "cx_blend",
+    "cx_heuristic",
     "cx_uniform",
     "cx_two_point",
     "mut_gaussian",
@@ -92,6 +93,49 @@ def cx_blend(
     diff = x2 - x1
     ind1[...] = x1 + gamma * diff
     ind2[...] = x2 - gamma * diff
+    return ind1, ind2
+
+
+def cx_heuristic(
+    ind1: numpy.ndarray, ind2: numpy.ndarray, ratio: float = 1.0, rng: Rng | None = None
+) -> tuple[Any, Any]:
+    """Wright's heuristic (line) crossover: both children step from the fitter parent away from
+    the other one.
+
+    With ``b`` the fitter parent and ``w`` the other, each child is ``b + u (b - w)`` with its own
+    scalar ``u ~ U[0, ratio)``: a random point on the line through the parents, beyond the
+    better one. The difference of two parents from the same population points, on average, uphill,
+    so the children follow it like a finite-difference step (Wright 1991, "Genetic algorithms for
+    real parameter optimization"). The parents are compared by their ``fitness`` (DEAP's
+    ``varAnd`` mates clones that still carry their parents' fitness; on an honest toolbox, one
+    generation's minibatch). When either fitness is invalid, or both are equal, the better parent
+    is ``ind1``. ``ratio=0`` makes both children copies of the better parent.
+
+    Args:
+        ind1: First parent, modified in place.
+        ind2: Second parent, modified in place.
+        ratio: Largest step beyond the better parent, in units of the parents' difference
+            (finite, ``>= 0``).
+        rng: Source of the two ``u``; default :func:`deapnn.core.seeding.get_rng`.
+
+    Returns:
+        ``(ind1, ind2)``.
+
+    Raises:
+        ValueError: Naming a ``ratio`` that is not a finite number >= 0.
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float, numpy.number)) \
+            or not (math.isfinite(ratio) and ratio >= 0):
+        raise ValueError(f"cx_heuristic: ratio must be a finite number >= 0, got {ratio!r}")
+    _check_pair(ind1, ind2)
+    better, worse = numpy.array(ind1, dtype=numpy.float32), numpy.asarray(ind2)
+    f1, f2 = getattr(ind1, "fitness", None), getattr(ind2, "fitness", None)
+    if f1 is not None and f2 is not None and f1.valid and f2.valid and f2 > f1:
+        better, worse = numpy.array(ind2, dtype=numpy.float32), numpy.asarray(ind1)
+    diff = better - worse
+    u1, u2 = _rng(rng).random(2) * ratio
+    ind1[...] = better + numpy.float32(u1) * diff
+    ind2[...] = better + numpy.float32(u2) * diff
     return ind1, ind2
 
 

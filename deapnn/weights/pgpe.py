@@ -18,7 +18,7 @@ Drive it like DEAP's ``cma.Strategy``::
     algorithms.eaGenerateUpdate(toolbox, ngen=100)      # or deapnn.evolve(..., "generate_update")
 
 ``generate`` fills one 64-byte aligned ``(lambda_, n)`` matrix
-(:func:`deapnn.weights.buffers.aligned_matrix`) and returns its rows as the individuals
+(:func:`deapnn.weights.buffers.population_matrix`) and returns its rows as the individuals
 (:func:`deapnn.weights.types.rows_as_individuals`), which :class:`~deapnn.weights.BatchedEvaluator`
 reads without a copy. Randomness: the ``rng`` argument (a ``numpy.random.Generator``), default
 :func:`deapnn.core.seeding.get_rng` looked up at each call; :meth:`PGPE.state` /
@@ -33,7 +33,7 @@ import numpy
 
 from deapnn.core import seeding
 from deapnn.core.optim import Adam, check_positive, check_unit_interval
-from deapnn.weights.buffers import aligned_matrix, shared_matrix
+from deapnn.weights.buffers import population_matrix, shared_matrix
 from deapnn.weights.strategies import (_check_centroid, _check_lambda, _check_rng, _fitness_values,
                                        _load_rng_state, _rng_state, centered_ranks)
 from deapnn.weights.types import rows_as_individuals
@@ -216,15 +216,16 @@ class PGPE:
         """
         rng = seeding.get_rng() if self.rng is None else self.rng
         half = self.lambda_ // 2 if self.symmetric else self.lambda_
-        samples = aligned_matrix(self.lambda_, self.dim)
-        noise = samples[half:] if self.symmetric else samples
-        rng.standard_normal(noise.shape, dtype=numpy.float32, out=noise)
+        # rows laid out as the evaluator reading them asked (padded apart: see population_matrix)
+        samples = population_matrix(self.lambda_, self.dim)
+        noise = rng.standard_normal((self.lambda_ - half if self.symmetric else self.lambda_, self.dim),
+                                    dtype=numpy.float32)
         noise *= self.sigma
         if self.symmetric:
             numpy.add(self.centroid, noise, out=samples[:half])
             numpy.subtract(self.centroid, noise, out=samples[half:])
         else:
-            samples += self.centroid
+            numpy.add(noise, self.centroid, out=samples)
         return rows_as_individuals(samples, ind_init)
 
     def update(self, population: Sequence[Any]) -> None:

@@ -47,6 +47,7 @@ INITS = ("glorot", "he", "uniform")
 MATE: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "average": (operators.cx_average, {}),
     "blend": (operators.cx_blend, {"alpha": 0.5}),
+    "heuristic": (operators.cx_heuristic, {"ratio": 1.0}),
     "uniform": (operators.cx_uniform, {"indpb": 0.5}),
     "two_point": (operators.cx_two_point, {}),
 }
@@ -163,7 +164,8 @@ def make_weight_toolbox(
             (``U[init_range]``, seed 004).
         init_range: Bounds of the uniform initialisation.
         mate, mutate, select: A name from :data:`MATE` (``"average"``: seed 004's blend, both
-            children the mean; ``"blend"``: DEAP's ``cxBlend``, knob ``alpha``; ``"uniform"``:
+            children the mean; ``"blend"``: DEAP's ``cxBlend``, knob ``alpha``; ``"heuristic"``: Wright's line
+            crossover beyond the fitter parent, knob ``ratio``; ``"uniform"``:
             swap with probability ``indpb``; ``"two_point"``), :data:`MUTATE` (``"gaussian"``,
             knobs ``mu``, ``sigma``, ``indpb``) and :data:`SELECT` (``"tournament"``,
             ``"elitist_tournament"``, ``"best"``), or any function with DEAP's signature.

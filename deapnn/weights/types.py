@@ -98,18 +98,21 @@ def rows_as_individuals(matrix: numpy.ndarray, ind_init: Any) -> list[Any]:
     ``functools.partial``, a list class) is called on each row, which copies.
 
     Args:
-        matrix: C-contiguous float32 matrix, e.g. :func:`deapnn.weights.buffers.aligned_matrix`.
+        matrix: Float32 matrix whose rows are C-contiguous, e.g.
+            :func:`deapnn.weights.buffers.population_matrix` (rows padded apart) or
+            :func:`~deapnn.weights.buffers.aligned_matrix`.
         ind_init: Individual class or constructor taking a 1-D array.
 
     Returns:
         ``P`` individuals.
 
     Raises:
-        ValueError: If ``matrix`` is not a 2-D C-contiguous float32 array.
+        ValueError: If ``matrix`` is not a 2-D float32 array with C-contiguous rows.
     """
     if (not isinstance(matrix, numpy.ndarray) or matrix.ndim != 2 or matrix.dtype != numpy.float32
-            or not matrix.flags.c_contiguous):
-        raise ValueError("rows_as_individuals needs a 2-D C-contiguous float32 matrix, got "
+            or (matrix.shape[0] > 1 and matrix.strides[0] < 4 * matrix.shape[1])
+            or (matrix.shape[1] > 1 and matrix.strides[1] != 4)):
+        raise ValueError("rows_as_individuals needs a 2-D float32 matrix with C-contiguous rows, got "
                          f"{getattr(matrix, 'shape', None)} {getattr(matrix, 'dtype', type(matrix).__name__)}")
     if not (isinstance(ind_init, type) and issubclass(ind_init, numpy.ndarray)):
         return [ind_init(row) for row in matrix]
