@@ -67,6 +67,15 @@ PATHS = ("auto", "spec", "stateless", "fallback")
 _WARNED: set[str] = set()  # fallback warnings already given in this process
 
 
+def _fill(target: numpy.ndarray, rows: Any) -> None:
+    """Copies a population (a matrix or a sequence of vectors) into ``target``, row by row."""
+    if isinstance(rows, numpy.ndarray):
+        target[...] = rows
+    else:
+        for i, row in enumerate(rows):
+            target[i] = row
+
+
 class BatchedEvaluator:
     """Fitness of many weight vectors at once on a shared minibatch.
 
@@ -464,11 +473,7 @@ class BatchedEvaluator:
         cache = getattr(self._scratch, "matrix", None)
         if cache is None or cache.shape[0] != pop:
             cache = self._scratch.matrix = aligned_matrix(pop, self.size)
-        if isinstance(rows, numpy.ndarray):
-            cache[...] = rows
-        else:
-            for i, row in enumerate(rows):
-                cache[i] = row
+        _fill(cache, rows)
         return cache
 
     def _padded(self, rows: Any) -> numpy.ndarray:
@@ -492,12 +497,7 @@ class BatchedEvaluator:
         if cache is None or cache.shape[0] != pop:
             cache = self._scratch.padded = aligned_matrix(pop, length)
             cache[:, self.size :] = 0.0
-        view = cache[:, : self.size]
-        if isinstance(rows, numpy.ndarray):
-            view[...] = rows
-        else:
-            for i, row in enumerate(rows):
-                view[i] = row
+        _fill(cache[:, : self.size], rows)
         return cache
 
     def _prepare(self, x: numpy.ndarray, y: numpy.ndarray, chunk: int = 2048) -> tuple:
