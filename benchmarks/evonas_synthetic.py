@@ -27,7 +27,12 @@ chosen on seeds disjoint from the reported ones (``--first-seed 1000``); the rep
 0-19. Evolution and Evo-NAS share their random numbers (same seed: the same initial population, and
 Evo-NAS draws every proposal as evolution does, so it departs from evolution only where its controller
 has learned something); the script prints, at every N >= 250, the paired mean difference Evo-NAS minus
-the better of evolution and the neural agent with its standard error over the seeds.
+the better of evolution and the neural agent with its standard error over the seeds, and stores each
+agent's per-seed values at the checkpoints (``per_seed``) in the JSON.
+
+Runs are deterministic given the seed, so after a change to one agent only that agent (and evolution,
+the paired rival) need rerunning: ``--agents evolution evo-nas --keep-rows`` copies the other rows from
+the previous results file, after checking it was made with the same seeds and settings.
 """
 
 from __future__ import annotations
@@ -119,6 +124,28 @@ def run_agent(name: str, n: int, order: list[int], budget: int, seed: int, args)
     return recorder.curve
 
 
+def _mean(row: dict, c: int) -> float:
+    return row["mean"][c] if c in row["mean"] else row["mean"][str(c)]
+
+
+def _keep_rows(out: Path, args, rows: dict) -> list[str]:
+    """Copy into ``rows`` the rows of the agents not run now from the previous results ``out``
+    (``--keep-rows``: their code did not change, and runs are deterministic given the seed), after
+    checking that it was made with the same seeds and settings. Returns the names copied."""
+    if not out.exists():
+        raise SystemExit(f"--keep-rows: no previous results at {out}")
+    previous = json.loads(out.read_text())
+    same = ("n", "variant", "budget", "seeds", "first_seed", "lambda_", "population", "sample", "p_mutate",
+            "controller", "lr", "training", "entropy", "explore", "queue", "mate", "cxpb", "mutpb", "indpb")
+    differ = [k for k in same if previous["args"].get(k) != getattr(args, k)]
+    if differ:
+        raise SystemExit(f"--keep-rows: the previous results in {out} differ in {differ}")
+    kept = [name for name in AGENTS if name not in rows and name in previous["results"]]
+    for name in kept:
+        rows[name] = previous["results"][name]
+    return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10, help="number of decisions")
@@ -133,7 +160,9 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=10)
     parser.add_argument("--p-mutate", type=float, default=None)
     parser.add_argument("--controller", choices=["table", "recurrent"], default="recurrent")
-    parser.add_argument("--lr", type=float, default=None, help="controller learning rate (default per controller)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="controller learning rate (default: per agent and controller, "
+                             "deapnn.hparams.evonas.LEARNING_RATES / EVONAS_LEARNING_RATES)")
     parser.add_argument("--training", choices=["pqt", "reinforce"], default="pqt")
     parser.add_argument("--entropy", type=float, default=0.0, help="controller entropy bonus")
     parser.add_argument("--explore", type=float, default=0.5,
@@ -143,6 +172,9 @@ def main() -> None:
     parser.add_argument("--cxpb", type=float, default=0.5)
     parser.add_argument("--mutpb", type=float, default=0.5)
     parser.add_argument("--indpb", type=float, default=None, help="eaSimple mutation indpb (default 1/n)")
+    parser.add_argument("--keep-rows", action="store_true",
+                        help="copy the rows of the agents not in --agents from the previous results file "
+                             "(same seeds and settings; for agents whose code did not change)")
     parser.add_argument("--out", type=Path, default=None,
                         help="default results/evonas_synthetic_<variant>_n<n>.json (and .png)")
     args = parser.parse_args()
@@ -170,14 +202,22 @@ def main() -> None:
         rows[name] = {"mean": {c: float(v.mean()) for c, v in at.items()},
                       "std": {c: float(v.std()) for c, v in at.items()},
                       "se": {c: float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else None for c, v in at.items()},
+                      "per_seed": {c: [float(x) for x in v] for c, v in at.items()},
                       "solved": solved,
                       "seconds": seconds[name]}
         print(f"| {name} | " + " | ".join(f"{at[c].mean():.3f} ± {at[c].std():.2f}" for c in checkpoints)
               + f" | {solved:.0%} | {seconds[name]:.0f} |")
+    kept = _keep_rows(out, args, rows) if args.keep_rows else []
+    for name in kept:
+        row = rows[name]
+        print(f"| {name} (kept) | " + " | ".join(f"{row['mean'][str(c)]:.3f} ± {row['std'][str(c)]:.2f}"
+                                                  for c in checkpoints) + f" | {row['solved']:.0%} | - |")
     target, margins = {}, {}
-    if {"evolution", "neural", "evo-nas"} <= set(args.agents):
+    if {"evolution", "neural", "evo-nas"} <= set(rows) and "evo-nas" in curves:
         for c in (c for c in checkpoints if c >= 250):
-            rival = max(("evolution", "neural"), key=lambda a: rows[a]["mean"][c])
+            rival = max(("evolution", "neural"), key=lambda a: _mean(rows[a], c))
+            if rival not in curves:
+                raise SystemExit(f"the rival at N={c} is {rival}, whose row was kept: rerun it for a paired margin")
             # paired over seeds (same seed, same initial population): mean and standard error of the difference
             diff = curves["evo-nas"][:, c - 1] - curves[rival][:, c - 1]
             se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else float("nan")
@@ -188,7 +228,7 @@ def main() -> None:
                           f" ({'yes' if target[c] else 'NO'})" for c, m in margins.items()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                               "order": order, "results": rows,
+                               "order": order, "results": rows, "rows_kept_from_previous_run": kept,
                                "evonas_target": {str(c): ok for c, ok in target.items()},
                                "evonas_margin": {str(c): m for c, m in margins.items()}}, indent=1))
     try:
@@ -199,6 +239,8 @@ def main() -> None:
         x = np.arange(1, args.budget + 1)
         for name in args.agents:
             ax.plot(x, curves[name].mean(axis=0), label=name)
+        for name in kept:  # only their means at the checkpoints were kept
+            ax.plot(checkpoints, [_mean(rows[name], c) for c in checkpoints], "o--", label=f"{name} (kept)")
         ax.set_xscale("log")
         ax.set_xlabel("individuals (eaSimple: distinct evaluations)")
         ax.set_ylabel(f"best reward (mean of {args.seeds} seeds)")

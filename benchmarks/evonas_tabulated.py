@@ -20,7 +20,8 @@ To reproduce (10-20 minutes on a shared 2-core machine)::
 Settings are chosen on seeds 1000-1099 (``--first-seed 1000``), reported on 0-99. The comparison of
 ``mut_learned`` with ``mut_resample`` is paired by seed (same seed, same initial population): the
 script prints the difference of the medians with a 90% paired bootstrap interval and the per-seed
-wins, losses and ties.
+wins, losses and ties. ``--agents evo-nas --keep-rows`` reruns one agent and copies the other rows from
+the previous results file (same seeds and settings, checked).
 """
 
 from __future__ import annotations
@@ -98,6 +99,23 @@ def paired_bootstrap(a: list[float], b: list[float], draws: int = 10000, seed: i
             "wins": int((a < b).sum()), "losses": int((a > b).sum()), "ties": int((a == b).sum())}
 
 
+def _keep_rows(args, rows: dict) -> list[str]:
+    """Copy into ``rows`` the rows of the agents not run now from the previous results ``args.out``
+    (``--keep-rows``: their code did not change, and runs are deterministic given the seed), after
+    checking that it was made with the same seeds and settings. Returns the names copied."""
+    if not args.out.exists():
+        raise SystemExit(f"--keep-rows: no previous results at {args.out}")
+    previous = json.loads(args.out.read_text())
+    ignore = {"agents", "out", "keep_rows", "table"}
+    differ = [k for k, v in vars(args).items() if k not in ignore and previous["settings"].get(k) != v]
+    if differ:
+        raise SystemExit(f"--keep-rows: the previous results in {args.out} differ in {differ}")
+    kept = [name for name in AGENTS if name not in rows and name in previous["results"]]
+    for name in kept:
+        rows[name] = previous["results"][name]
+    return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", type=Path, default=TABLE)
@@ -128,6 +146,9 @@ def main() -> None:
     parser.add_argument("--tournsize", type=int, default=3)
     parser.add_argument("--mate", default="uniform", choices=["uniform", "one_point"])
     parser.add_argument("--novel", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--keep-rows", action="store_true",
+                        help="copy the rows of the agents not in --agents from the previous results file "
+                             "(same seeds and settings; for agents whose code did not change)")
     parser.add_argument("--out", type=Path, default=RESULTS / "evonas_tabulated.json")
     args = parser.parse_args()
 
@@ -144,6 +165,9 @@ def main() -> None:
         rows[name] = {"top1": summary(reach), "best": summary([first_reach(t, best) for t in traces[name]]),
                       "top1_per_seed": [None if math.isinf(r) else r for r in reach], "seconds": seconds[name]}
 
+    kept = _keep_rows(args, rows) if args.keep_rows else []
+    reach_top1 = {name: [math.inf if r is None else r for r in row["top1_per_seed"]] for name, row in rows.items()}
+
     print(f"table: {len(scores)} distinct networks; best {best:.4f}, top-1% threshold {top1:.4f}; "
           f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1}; controller {args.controller}, "
           f"explore {args.explore}")
@@ -158,13 +182,13 @@ def main() -> None:
     print("| agent | to top-1% | to best | seconds |")
     print("|---|---|---|---|")
     for name, row in rows.items():
-        print(f"| {name} | {fmt(row['top1'])} | {fmt(row['best'])} | {row['seconds']:.0f} |")
+        kept_mark = " (kept)" if name in kept else ""
+        print(f"| {name}{kept_mark} | {fmt(row['top1'])} | {fmt(row['best'])} | {row['seconds']:.0f} |")
     verdict, difference = None, None
     if {"eaSimple+resample", "eaSimple+learned"} <= set(rows):
         a, b = rows["eaSimple+learned"]["top1"]["median"], rows["eaSimple+resample"]["top1"]["median"]
         verdict = a is not None and (b is None or a < b)
-        difference = paired_bootstrap([first_reach(t, top1) for t in traces["eaSimple+learned"]],
-                                      [first_reach(t, top1) for t in traces["eaSimple+resample"]])
+        difference = paired_bootstrap(reach_top1["eaSimple+learned"], reach_top1["eaSimple+resample"])
         print(f"\neaSimple with mut_learned needs fewer evaluations to a top-1% network than with "
               f"mut_resample (median): {'yes' if verdict else 'NO'} ({a} vs {b}); difference of medians "
               f"{difference['difference']:+.1f}, 90% paired bootstrap interval [{difference['low']:+.1f}, "
@@ -173,17 +197,18 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "best": best, "top1_threshold": top1, "results": rows, "learned_beats_resample": verdict,
+        "best": best, "top1_threshold": top1, "results": rows, "rows_kept_from_previous_run": kept,
+        "learned_beats_resample": verdict,
         "learned_minus_resample": difference}, indent=1) + "\n")
     try:
         from deapnn.core.plotting import _pyplot
 
         plt = _pyplot()
         fig, ax = plt.subplots(figsize=(7, 4))
-        for name in args.agents:
-            reach = np.array([first_reach(t, top1) for t in traces[name]], dtype=float)
+        for name in rows:
+            reach = np.array(reach_top1[name], dtype=float)
             x = np.arange(1, len(scores) + 1)
-            ax.plot(x, [(reach <= k).mean() for k in x], label=name)
+            ax.plot(x, [(reach <= k).mean() for k in x], label=name + (" (kept)" if name in kept else ""))
         ax.set_xscale("log")
         ax.set_xlabel("distinct evaluations")
         ax.set_ylabel(f"fraction of {args.seeds} seeds with a top-1% network")

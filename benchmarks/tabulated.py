@@ -26,13 +26,23 @@ run stopped at its first top-1% network, and ranked by the median number of eval
 (ties: upper quartile). The defaults of this script are the winner. The report gives the ratio
 of random search's median to the GA's with a 90% bootstrap interval over the seeds.
 
+``--mutate screened`` replaces the hill climber's mutation by deapnn's surrogate-screened mutation
+(:mod:`deapnn.hparams.screened`): each child is the best of ``--screen-k`` candidate mutants
+(``--screen-base``) under one posterior draw (scaled by ``--explore``) of a ridge model of the
+gene values fitted on every network the run's evaluation cache holds; the candidates cost no
+evaluations. ``--tune screened`` ranks the settings of :data:`SCREENED_GRID` (on the tuned hill
+climber) instead of :data:`TUNING_GRID`. Tuned on seeds 1000-1099, the screened mutation is the
+script's default (``--mutate one_gene`` gives the plain hill climber).
+
 To reproduce: ``python benchmarks/tabulated.py --seeds 100``
-(tuning: ``python benchmarks/tabulated.py --tune --first-seed 1000 --seeds 100``)
+(tuning: ``python benchmarks/tabulated.py --tune --first-seed 1000 --seeds 100``; the screened
+mutation: ``python benchmarks/tabulated.py --tune screened --first-seed 1000 --seeds 100``)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -45,7 +55,8 @@ import numpy as np
 from deap import algorithms
 
 import deapnn
-from deapnn.hparams import baselines
+from deapnn.hparams import baselines, operators
+from deapnn.hparams.screened import ScreenedMutation
 from deapnn.hparams.space import SearchSpace
 
 TABLE = Path(__file__).parent / "data" / "digits_mlp_table.json"
@@ -74,6 +85,24 @@ TUNING_GRID: list[tuple[str, int | None, int, int | None, str, int | None, str, 
                                                   ("one_gene", "resample"))
       if init >= mu],
 ]
+
+
+#: Surrogate-screened mutation settings ``--tune screened`` compares, each on the tuned
+#: hill climber (eaMuPlusLambda 1 + 2, initial 2, no crossover): ``(k, base mutation, base indpb,
+#: explore)`` (see :class:`deapnn.hparams.screened.ScreenedMutation`).
+SCREENED_GRID: list[tuple[int, str, float | None, float]] = [
+    (k, base, indpb, explore)
+    for k, (base, indpb), explore in itertools.product(
+        (16, 64), (("one_gene", None), ("resample", 0.3), ("resample", 0.5)), (0.25, 0.5, 1.0))
+]
+
+
+def make_screen(space: SearchSpace, args: argparse.Namespace) -> ScreenedMutation:
+    """The :class:`ScreenedMutation` of ``--mutate screened``: ``--screen-k`` candidates made by
+    ``--screen-base`` (``resample`` with ``--screen-indpb``), posterior draw scaled by ``--explore``."""
+    base = (operators.mut_one_gene if args.screen_base == "one_gene"
+            else functools.partial(operators.mut_resample, indpb=args.screen_indpb))
+    return ScreenedMutation(space, k=args.screen_k, mutate=base, explore=args.explore)
 
 
 class TargetReached(Exception):
@@ -149,8 +178,12 @@ def run_ga(space: SearchSpace, scores: dict, seed: int, args: argparse.Namespace
     deapnn.seed(seed)
     lookup = TableLookup(space, scores, stop_at=stop_at)
     select_kwargs = {"tournsize": args.tournsize} if args.select == "tournament" else {}
+    if args.mutate == "screened":
+        mutate_kwargs = {"screen": make_screen(space, args)}
+    else:
+        mutate_kwargs = {} if args.mutate == "one_gene" else {"indpb": args.indpb}
     toolbox = deapnn.make_toolbox(space, lookup, mate=args.mate, mutate=args.mutate,
-                                  mutate_kwargs={} if args.mutate == "one_gene" else {"indpb": args.indpb},
+                                  mutate_kwargs=mutate_kwargs,
                                   select=args.select, select_kwargs=select_kwargs, novel=args.novel)
     population = toolbox.population(n=initial_size(args))
     ngen = generations(args, len(scores))
@@ -239,26 +272,37 @@ def thresholds(scores: dict) -> tuple[float, float]:
 
 
 def tune(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Run every setting of :data:`TUNING_GRID` on the seeds, each run stopped at its first top-1%
-    network; print them ranked by median (then upper quartile) and write ``args.out``."""
+    """Run every setting of :data:`TUNING_GRID` (``--tune screened``: of :data:`SCREENED_GRID`) on
+    the seeds, each run stopped at its first top-1% network; print them ranked by median (then
+    upper quartile) and write ``args.out``."""
     space, scores, _ = load_table(args.table)
     _, top1 = thresholds(scores)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     start = time.perf_counter()
     rows = []
-    for algorithm, initial, population, lambda_, select, tournsize, mutate, cxpb, mutpb in TUNING_GRID:
+    if args.tune == "screened":  # the hill climber with each screened mutation of SCREENED_GRID
+        grid = [("mu+lambda", DEFAULT_INITIAL, 1, 2, "best", None, "screened", 0.0, 1.0, screen)
+                for screen in SCREENED_GRID]
+    else:
+        grid = [(*setting, None) for setting in TUNING_GRID]
+    for algorithm, initial, population, lambda_, select, tournsize, mutate, cxpb, mutpb, screen in grid:
         run_args = argparse.Namespace(**{**vars(args), "algorithm": algorithm, "initial": initial,
                                          "population": population,
                                          "lambda_": lambda_ or args.lambda_, "select": select,
                                          "tournsize": tournsize or args.tournsize, "mutate": mutate,
                                          "cxpb": cxpb, "mutpb": mutpb})
+        if screen is not None:
+            run_args.screen_k, run_args.screen_base, run_args.screen_indpb, run_args.explore = screen
         hits = [first_reach(run_ga(space, scores, s, run_args, stop_at=top1), top1) for s in seeds]
         settings = {"algorithm": algorithm, "initial": initial_size(run_args),
                     "population": population, "lambda": lambda_,
                     "select": select, "tournsize": tournsize, "mutate": mutate,
-                    "indpb": args.indpb if mutate != "one_gene" else None, "mate": args.mate,
-                    "cxpb": cxpb, "mutpb": mutpb, "novel": args.novel,
+                    "indpb": args.indpb if mutate not in ("one_gene", "screened") else None,
+                    "mate": args.mate, "cxpb": cxpb, "mutpb": mutpb, "novel": args.novel,
                     "ngen": generations(run_args, len(scores))}
+        if screen is not None:
+            settings.update(screen_k=run_args.screen_k, screen_base=run_args.screen_base,
+                            screen_indpb=run_args.screen_indpb, explore=run_args.explore)
         rows.append({"settings": settings, "top1": summary(hits)})
 
     def rank(row):
@@ -269,15 +313,20 @@ def tune(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows.sort(key=rank)
     print(f"tuning on seeds {seeds.start}-{seeds.stop - 1}: evaluations to the first top-1% "
           f"network, median [q1, q3] (runs that got there)\n")
+    width = 90 if args.tune == "screened" else 58
     for row in rows:
         st, s = row["settings"], row["top1"]
         name = (f"eaSimple pop {st['population']}, tournament {st['tournsize']}"
                 if st["algorithm"] == "simple" else
                 f"eaMuPlusLambda {st['population']}+{st['lambda']} (initial {st['initial']}), best")
         name += f", cxpb {st['cxpb']:g}"
+        if st["mutate"] == "screened":
+            name += (f", k {st['screen_k']} {st['screen_base']}"
+                     + (f" {st['screen_indpb']:g}" if st["screen_indpb"] is not None else "")
+                     + f", explore {st['explore']:g}")
         q3 = "never" if s["q3"] is None else f"{s['q3']:.0f}"
         med = "never" if s["median"] is None else f"{s['median']:.1f}"
-        print(f"{name:<58}{st['mutate']:<10}{med:>7} [{s['q1']:.0f}, {q3}] ({s['reached']}/{s['runs']})")
+        print(f"{name:<{width}}{st['mutate']:<10}{med:>7} [{s['q1']:.0f}, {q3}] ({s['reached']}/{s['runs']})")
     report = {"command": command_line(args),
               "seeds": [seeds.start, seeds.stop - 1], "top1_threshold": top1, "ranked": rows,
               "seconds": time.perf_counter() - start}
@@ -311,9 +360,21 @@ def main() -> None:
     parser.add_argument("--select", default="best", choices=["tournament", "best"])
     parser.add_argument("--tournsize", type=int, default=3)
     parser.add_argument("--mate", default="uniform", choices=["uniform", "one_point"])
-    parser.add_argument("--mutate", default="one_gene", choices=["resample", "one_gene", "perturb"])
-    parser.add_argument("--tune", action="store_true",
-                        help="rank the settings of TUNING_GRID on the seeds (>= 1000) instead")
+    parser.add_argument("--mutate", default="screened",
+                        choices=["resample", "one_gene", "perturb", "screened"],
+                        help="screened: deapnn's surrogate-screened mutation (--screen-k, "
+                             "--screen-base, --explore; with --tune: the settings of SCREENED_GRID)")
+    parser.add_argument("--screen-k", type=int, default=64,
+                        help="screened: candidate mutants per child")
+    parser.add_argument("--screen-base", default="resample", choices=["one_gene", "resample"],
+                        help="screened: the mutation that makes each candidate")
+    parser.add_argument("--screen-indpb", type=float, default=0.3,
+                        help="screened: indpb of --screen-base resample")
+    parser.add_argument("--explore", type=float, default=0.25,
+                        help="screened: scale of the surrogate's posterior draw (0: greedy)")
+    parser.add_argument("--tune", nargs="?", const="grid", default=None, choices=["grid", "screened"],
+                        help="rank the settings of TUNING_GRID (--tune, --tune grid) or of "
+                             "SCREENED_GRID (--tune screened) on the seeds (>= 1000) instead")
     parser.add_argument("--novel", action=argparse.BooleanOptionalAction, default=True,
                         help="re-mutate children that duplicate an evaluated genome")
     parser.add_argument("--patience", type=int, default=25,
@@ -324,12 +385,16 @@ def main() -> None:
     args = parser.parse_args()
     for flag, value, low in (("--seeds", args.seeds, 1), ("--population", args.population, 1),
                              ("--lambda", args.lambda_, 1), ("--tournsize", args.tournsize, 1),
-                             ("--ngen", args.ngen, 0), ("--initial", args.initial, 1)):
+                             ("--ngen", args.ngen, 0), ("--initial", args.initial, 1),
+                             ("--screen-k", args.screen_k, 1)):
         if value is not None and value < low:
             parser.error(f"{flag} must be >= {low}, got {value}")
-    for flag, value in (("--cxpb", args.cxpb), ("--mutpb", args.mutpb), ("--indpb", args.indpb)):
+    for flag, value in (("--cxpb", args.cxpb), ("--mutpb", args.mutpb), ("--indpb", args.indpb),
+                        ("--screen-indpb", args.screen_indpb)):
         if not 0.0 <= value <= 1.0:
             parser.error(f"{flag} must be in [0, 1], got {value}")
+    if not (math.isfinite(args.explore) and args.explore >= 0):
+        parser.error(f"--explore must be a finite number >= 0, got {args.explore}")
     if args.algorithm == "mu+lambda":  # DEAP's varOr: one operator per child, two parents to mate
         if args.cxpb + args.mutpb > 1.0:
             parser.error(f"--cxpb + --mutpb must be <= 1 for mu+lambda, got {args.cxpb} + {args.mutpb}")
@@ -345,7 +410,8 @@ def main() -> None:
         parser.error(f"--tune uses seeds >= {FIRST_TUNING_SEED} (below are the measurement seeds), "
                      f"got --first-seed {args.first_seed}")
     if args.out is None:
-        args.out = RESULTS / ("tabulated_tuning.json" if args.tune else "tabulated.json")
+        args.out = RESULTS / {None: "tabulated.json", "grid": "tabulated_tuning.json",
+                              "screened": "tabulated_screened_tuning.json"}[args.tune]
     if args.tune:
         tune(args)
         return

@@ -28,6 +28,7 @@ from deapnn.data import Dataset, from_arrays, load_digits, load_mnist
 from deapnn.hparams.baselines import brute_force, random_search
 from deapnn.hparams.genome import GenomeBase, make_genome, random_genome
 from deapnn.hparams.learned import LearnedMutation, mut_learned
+from deapnn.hparams.screened import ScreenedMutation, mut_screened
 from deapnn.hparams.space import Choice, FloatRange, IntRange, SearchSpace
 from deapnn.hparams.toolbox import make_toolbox
 from deapnn.keras.models import CNN_SPACE, MLP_SPACE, build_cnn, build_mlp, cnn_space, mlp_space
@@ -50,6 +51,7 @@ __all__ = [
     "load_mnist",
     "mlp_space",
     "mut_learned",
+    "mut_screened",
     "random_search",
     "train_best",
     "Choice",
@@ -63,6 +65,7 @@ __all__ = [
     "MultiFidelity",
     "GenomeBase",
     "LearnedMutation",
+    "ScreenedMutation",
     "IntRange",
     "SearchSpace",
     "evolve",

@@ -173,6 +173,15 @@ def test_evonas_explore_mixes_uniform_proposals():
     assert all(agent._propose(1, [0], 1) == 3 for _ in range(20))
 
 
+def test_evonas_controller_has_its_own_default_learning_rate():
+    space = synthetic_space(4)
+    kwargs = {"population_size": 4, "sample_size": 2}
+    assert EvoNASAgent(space, controller="recurrent", **kwargs).controller.learning_rate == 0.05
+    assert NeuralAgent(space, controller="recurrent").controller.learning_rate == 0.02
+    assert EvoNASAgent(space, controller="table", **kwargs).controller.learning_rate == 0.05
+    assert EvoNASAgent(space, controller="recurrent", learning_rate=0.3, **kwargs).controller.learning_rate == 0.3
+
+
 def test_agents_reject_bad_controller_values():
     with pytest.raises(ValueError, match="controller must be one of"):
         NeuralAgent(synthetic_space(3), controller="lstm")

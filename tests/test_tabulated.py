@@ -20,7 +20,8 @@ def ga_args(**overrides):
     """The script's GA defaults, with ``overrides``."""
     defaults = {"algorithm": "mu+lambda", "initial": 2, "population": 1, "lambda_": 2, "ngen": None,
                 "cxpb": 0.0, "mutpb": 1.0, "indpb": 0.2, "select": "best", "tournsize": 3,
-                "mate": "uniform", "mutate": "one_gene", "novel": True}
+                "mate": "uniform", "mutate": "one_gene", "novel": True,
+                "screen_k": 16, "screen_base": "one_gene", "screen_indpb": 0.3, "explore": 0.5}
     return argparse.Namespace(**{**defaults, **overrides})
 
 
@@ -47,7 +48,8 @@ def test_thresholds_are_the_best_and_the_ceil_one_percent_score():
     {"algorithm": "simple", "initial": None, "population": 8, "select": "tournament", "cxpb": 0.5,
      "mutpb": 0.5, "mutate": "resample"},
     {"algorithm": "mu+lambda", "initial": None, "population": 4, "cxpb": 0.5, "mutpb": 0.5},
-    {"algorithm": "mu+lambda"},  # the defaults: a (1 + 2) hill climber from 2 random genomes
+    {"algorithm": "mu+lambda"},  # a (1 + 2) hill climber from 2 random genomes
+    {"algorithm": "mu+lambda", "mutate": "screened", "screen_base": "resample"},  # the defaults
 ])
 def test_ga_never_evaluates_a_network_twice(monkeypatch, settings):
     monkeypatch.setattr(tabulated, "TableLookup", KeyedLookup)
@@ -110,7 +112,10 @@ def test_default_generations_can_spend_the_whole_space():
     (["--population", "1", "--cxpb", "0.5", "--mutpb", "0.5"], "needs --population >= 2"),
     (["--algorithm", "simple", "--initial", "3"], "--initial 3 is for mu+lambda"),
     (["--indpb", "1.5"], "--indpb must be in [0, 1], got 1.5"),
+    (["--screen-indpb", "-0.5"], "--screen-indpb must be in [0, 1], got -0.5"),
     (["--tune", "--first-seed", "990"], "--first-seed 990"),
+    (["--mutate", "screened", "--screen-k", "0"], "--screen-k must be >= 1, got 0"),
+    (["--mutate", "screened", "--explore", "-1"], "--explore must be a finite number >= 0, got -1.0"),
 ])
 def test_bad_settings_are_refused_before_any_run(monkeypatch, tmp_path, capsys, argv, message):
     out = tmp_path / "t.json"
@@ -146,3 +151,29 @@ def test_tune_ranks_the_grid_by_median(monkeypatch, tmp_path):
     assert all(row["top1"]["runs"] == 5 for row in report["ranked"])
     hill = [row["settings"] for row in report["ranked"] if row["settings"]["population"] == 1]
     assert hill == [{**hill[0], "initial": 4, "lambda": 1, "cxpb": 0.0, "mutpb": 1.0}]
+
+
+def test_screened_mutation_is_a_registered_operator_learning_from_the_cache():
+    args = ga_args(mutate="screened", screen_k=8, screen_base="resample", screen_indpb=0.3, explore=0.25)
+    screen = tabulated.make_screen(SPACE, args)
+    assert (screen.k, screen.explore, screen.mutate.keywords) == (8, 0.25, {"indpb": 0.3})
+    trace = tabulated.run_ga(SPACE, SCORES, 5, ga_args(**{**vars(args), "ngen": 20}))
+    assert len(trace) == 2 + 20 * 2  # every child novel: the screen skips what the cache has seen
+    plain = tabulated.run_ga(SPACE, SCORES, 5, ga_args(ngen=20))
+    assert trace[:2] == plain[:2] and trace != plain  # same random start, different children
+
+
+def test_tune_screened_ranks_the_screened_grid(monkeypatch, tmp_path):
+    monkeypatch.setattr(tabulated, "SCREENED_GRID", [(4, "one_gene", None, 0.5), (8, "resample", 0.3, 0.0)])
+    out = tmp_path / "tune.json"
+    monkeypatch.setattr(sys, "argv", ["tabulated.py", "--tune", "screened", "--first-seed",
+                                      "1000", "--seeds", "4", "--out", str(out)])
+    tabulated.main()
+    rows = json.loads(out.read_text())["ranked"]
+    assert [r["top1"]["runs"] for r in rows] == [4, 4]
+    assert sorted((r["settings"]["screen_k"], r["settings"]["screen_base"], r["settings"]["screen_indpb"],
+                   r["settings"]["explore"]) for r in rows) == [(4, "one_gene", None, 0.5),
+                                                                (8, "resample", 0.3, 0.0)]
+    assert all(r["settings"]["mutate"] == "screened" and r["settings"]["population"] == 1 for r in rows)
+    medians = [r["top1"]["median"] for r in rows]
+    assert medians == sorted(medians)

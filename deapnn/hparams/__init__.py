@@ -6,6 +6,7 @@ from deapnn.hparams.baselines import brute_force, random_search
 from deapnn.hparams.controllers import RecurrentController, TableController
 from deapnn.hparams.genome import GenomeBase, make_genome, random_genome
 from deapnn.hparams.learned import LearnedMutation, mut_learned
+from deapnn.hparams.screened import ScreenedMutation, mut_screened
 from deapnn.hparams.space import Choice, FloatRange, IntRange, SearchSpace
 from deapnn.hparams.toolbox import make_toolbox
 
@@ -15,6 +16,7 @@ __all__ = [
     "GenomeBase",
     "IntRange",
     "LearnedMutation",
+    "ScreenedMutation",
     "RecurrentController",
     "SearchSpace",
     "TableController",
@@ -22,6 +24,7 @@ __all__ = [
     "make_genome",
     "make_toolbox",
     "mut_learned",
+    "mut_screened",
     "random_genome",
     "random_search",
 ]

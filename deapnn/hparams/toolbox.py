@@ -20,6 +20,7 @@ from deapnn.core.options import register_operators
 from deapnn.hparams import operators
 from deapnn.hparams.genome import random_genome
 from deapnn.hparams.learned import LearnedMutation, mut_learned
+from deapnn.hparams.screened import ScreenedMutation, mut_screened
 from deapnn.hparams.space import SearchSpace
 
 __all__ = ["make_toolbox", "NovelChildren", "MATE", "MUTATE", "SELECT"]
@@ -37,6 +38,9 @@ MUTATE: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "perturb": (operators.mut_perturb, {"indpb": None, "sigma": 0.1}),
     # Evo-NAS's learned mutation; ``learner=None`` means a new ``LearnedMutation(space)``.
     "learned": (mut_learned, {"indpb": None, "learner": None}),
+    # Surrogate-screened mutation; ``screen=None`` means a new ``ScreenedMutation(space)``; the
+    # screen is bound to ``toolbox.cache`` (its data).
+    "screened": (mut_screened, {"screen": None}),
 }
 SELECT: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "tournament": (tools.selTournament, {"tournsize": 3}),
@@ -162,7 +166,12 @@ def make_toolbox(
             :func:`~deapnn.hparams.learned.mut_learned`, categorical spaces only) takes
             ``learner=`` a :class:`~deapnn.hparams.learned.LearnedMutation` (default: a new one
             with a recurrent controller), also set as ``toolbox.learner``; :func:`deapnn.evolve`
-            checkpoints it. A knob the operator does not take is a
+            checkpoints it. ``mutate="screened"`` (the surrogate-screened
+            :func:`~deapnn.hparams.screened.mut_screened`; needs ``cache=True``) takes
+            ``screen=`` a :class:`~deapnn.hparams.screened.ScreenedMutation` (default: a new
+            one with its defaults); a ``ScreenedMutation`` can also be passed as ``mutate``
+            itself. It is set as ``toolbox.screen`` and bound to ``toolbox.cache``, whose
+            records are its data. A knob the operator does not take is a
             TypeError; a probability (``indpb``, ``random_select``) outside [0, 1] or a ``sigma``
             that is not finite and > 0 is a ValueError.
         elites: A count (an int >= 0) of best individuals every selection keeps: passed to a
@@ -195,6 +204,7 @@ def make_toolbox(
     n = len(space)
 
     learners: list[LearnedMutation] = []
+    screens: list[ScreenedMutation] = []
 
     def prepare(role: str, func: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         if kwargs.get("indpb", 0.0) is None:
@@ -208,6 +218,15 @@ def make_toolbox(
             learners.append(learner)
         elif role == "mutate" and isinstance(func, LearnedMutation):
             learners.append(func)
+        elif role == "mutate" and func is mut_screened:
+            screen = kwargs.get("screen")
+            if screen is None:
+                screen = kwargs["screen"] = ScreenedMutation(space)
+            elif not isinstance(screen, ScreenedMutation):
+                raise TypeError(f"mutate 'screened' needs screen=ScreenedMutation(space), got {screen!r}")
+            screens.append(screen)
+        elif role == "mutate" and isinstance(func, ScreenedMutation):
+            screens.append(func)
         return kwargs
 
     toolbox = base.Toolbox()
@@ -221,12 +240,21 @@ def make_toolbox(
         if learners[0].space != space:
             raise ValueError("mutate 'learned': the learner was built for another search space")
         toolbox.learner = learners[0]
+    if screens:
+        if screens[0].space != space:
+            raise ValueError("mutate 'screened': the ScreenedMutation was built for another search space")
+        if not cache and screens[0].cache is None:
+            raise ValueError("mutate 'screened' needs cache=True (its model learns from the cache's "
+                             "records) or a ScreenedMutation with a cache bound")
+        toolbox.screen = screens[0]
     if cache:
         toolbox.cache = EvaluationCache(evaluate)
         toolbox.register("evaluate", toolbox.cache)
         toolbox.register("map", toolbox.cache.map(builtins.map))
     else:
         toolbox.register("evaluate", evaluate)
+    if screens and cache:
+        screens[0].bind(toolbox.cache)
     if novel:
         decorator = NovelChildren(toolbox.cache, max_novel_tries)
         toolbox.decorate("mate", decorator)

@@ -103,12 +103,17 @@ def shared_matrix(individuals: Sequence[numpy.ndarray]) -> numpy.ndarray | None:
         row_bytes = max(row_bytes, _address(individuals[1]) - start)
         if row_bytes % 4:
             return None
-    dtype = first.dtype
-    for i, ind in enumerate(individuals):  # lean: this runs for every individual of every call
-        if (not isinstance(ind, numpy.ndarray) or ind.ndim != 1 or ind.shape[0] != n
-                or ind.dtype != dtype or ind.strides[0] != 4 or _owner(ind) is not base
-                or _address(ind) != start + i * row_bytes):
+    dtype, shape, strides, address, ndarray = first.dtype, (n,), (4,), start, numpy.ndarray
+    for ind in individuals:  # lean: this runs for every individual of every call
+        if (not isinstance(ind, ndarray) or ind.shape != shape or ind.strides != strides
+                or (ind.dtype is not dtype and ind.dtype != dtype)
+                or _address(ind) != address):
             return None
+        parent = ind.base  # the owner, usually one or two steps up (rows_as_individuals)
+        if parent is not base and getattr(parent, "base", None) is not base \
+                and _owner(ind) is not base:
+            return None
+        address += row_bytes
     lo = base.ctypes.data
     if start < lo or start + (len(individuals) - 1) * row_bytes + n * 4 > lo + base.nbytes:
         return None

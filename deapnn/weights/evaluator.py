@@ -64,6 +64,8 @@ __all__ = ["BatchedEvaluator", "evaluate_chunk", "FITNESSES", "PATHS"]
 
 FITNESSES = ("neg_cross_entropy", "accuracy")
 PATHS = ("auto", "spec", "stateless", "fallback")
+#: floats of one tile's activations per fitness call of a convolutional spec (see _chunk)
+TILE_CHUNK_FLOATS = 1 << 21
 _WARNED: set[str] = set()  # fallback warnings already given in this process
 
 
@@ -435,16 +437,25 @@ class BatchedEvaluator:
             raise ValueError(f"weight vectors have length {length}, the model has {self.size} parameters")
         return rows
 
-    def _chunk(self, samples: int) -> int:
+    def _chunk(self, samples: int, tiled: bool = False) -> int:
         """Individuals per TensorFlow call: :attr:`chunk_size`, and for a spec with convolutions
         at most as many as keep the largest activation, ``(individuals, samples, H, W, C)``,
         within 2**23 floats (32 MB): the population lives in the channel axis there, and
         tensors that outgrow the caches made a population of 64 on 256 MNIST images 1.4x
-        slower than chunks of 8 (measured). Per individual the scores do not depend on it."""
+        slower than chunks of 8 (measured). With ``tiled`` (the fitness graph, which runs the
+        layers tile by tile of samples, :func:`deapnn.weights.graph.tile_samples`), a tile's
+        activations, ``(individuals, tile, H, W, C)``, within :data:`TILE_CHUNK_FLOATS`. Per
+        individual the scores do not depend on it."""
         if self.path != "spec" or not any(isinstance(layer, Conv2DSpec) for layer in self.spec.layers):
             return self.chunk_size
         widest = max(math.prod(shape) for shape in self.spec._shapes)
-        return max(1, min(self.chunk_size, (1 << 23) // max(1, samples * widest)))
+        if tiled:
+            from deapnn.weights.graph import tile_samples
+
+            samples, budget = min(samples, tile_samples(self.spec)), TILE_CHUNK_FLOATS
+        else:
+            budget = 1 << 23
+        return max(1, min(self.chunk_size, budget // max(1, samples * widest)))
 
     def _shared(self, rows: Any) -> numpy.ndarray | None:
         """``rows`` as a writable ``(P, n)`` float32 view of the population buffer when they are
@@ -535,7 +546,7 @@ class BatchedEvaluator:
         acc = numpy.zeros(pop, numpy.float64)
         finite = numpy.ones(pop, bool)
         finite_w = numpy.ones(pop, bool)
-        size = self._chunk(max(k for _, _, k in batches))
+        size = self._chunk(max(k for _, _, k in batches), tiled=True)
         for p in range(0, pop, size):
             chunk = rows[p : p + size]
             part = slice(p, p + size)
