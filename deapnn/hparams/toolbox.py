@@ -42,6 +42,12 @@ MUTATE: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     # screen is bound to ``toolbox.cache`` (its data).
     "screened": (mut_screened, {"screen": None}),
 }
+#: Mutations that carry a learning object: ``operator -> (keyword, class, name)``. make_toolbox
+#: builds the object for the space when the keyword is None and checks a given one's type and space.
+_STATEFUL_MUTATIONS: dict[Callable[..., Any], tuple[str, type, str]] = {
+    mut_learned: ("learner", LearnedMutation, "learned"),
+    mut_screened: ("screen", ScreenedMutation, "screened"),
+}
 SELECT: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "tournament": (tools.selTournament, {"tournsize": 3}),
     "retain": (operators.sel_retain, {"retain": 0.4, "random_select": 0.1}),
@@ -203,30 +209,24 @@ def make_toolbox(
     genome_type = creator.Genome if genome_type is None else genome_type
     n = len(space)
 
-    learners: list[LearnedMutation] = []
-    screens: list[ScreenedMutation] = []
+    # stateful mutations: built for the space when not given, then attached to the toolbox
+    attached: dict[type, list[Any]] = {cls: [] for _, cls, _ in _STATEFUL_MUTATIONS.values()}
 
     def prepare(role: str, func: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         if kwargs.get("indpb", 0.0) is None:
             kwargs["indpb"] = 1.0 / n
-        if role == "mutate" and func is mut_learned:
-            learner = kwargs.get("learner")
-            if learner is None:
-                learner = kwargs["learner"] = LearnedMutation(space)
-            elif not isinstance(learner, LearnedMutation):
-                raise TypeError(f"mutate 'learned' needs learner=LearnedMutation(space), got {learner!r}")
-            learners.append(learner)
-        elif role == "mutate" and isinstance(func, LearnedMutation):
-            learners.append(func)
-        elif role == "mutate" and func is mut_screened:
-            screen = kwargs.get("screen")
-            if screen is None:
-                screen = kwargs["screen"] = ScreenedMutation(space)
-            elif not isinstance(screen, ScreenedMutation):
-                raise TypeError(f"mutate 'screened' needs screen=ScreenedMutation(space), got {screen!r}")
-            screens.append(screen)
-        elif role == "mutate" and isinstance(func, ScreenedMutation):
-            screens.append(func)
+        if role != "mutate":
+            return kwargs
+        for op, (arg, cls, name) in _STATEFUL_MUTATIONS.items():
+            if func is op:
+                obj = kwargs.get(arg)
+                if obj is None:
+                    obj = kwargs[arg] = cls(space)
+                elif not isinstance(obj, cls):
+                    raise TypeError(f"mutate {name!r} needs {arg}={cls.__name__}(space), got {obj!r}")
+                attached[cls].append(obj)
+            elif isinstance(func, cls):
+                attached[cls].append(func)
         return kwargs
 
     toolbox = base.Toolbox()
@@ -236,13 +236,13 @@ def make_toolbox(
                        mate=mate, mutate=mutate, select=select, mate_kwargs=mate_kwargs,
                        mutate_kwargs=mutate_kwargs, select_kwargs=select_kwargs, elites=elites,
                        prepare=prepare)
+    for _, cls, name in _STATEFUL_MUTATIONS.values():
+        if attached[cls] and attached[cls][0].space != space:
+            raise ValueError(f"mutate {name!r}: the {cls.__name__} was built for another search space")
+    learners, screens = attached[LearnedMutation], attached[ScreenedMutation]
     if learners:
-        if learners[0].space != space:
-            raise ValueError("mutate 'learned': the learner was built for another search space")
         toolbox.learner = learners[0]
     if screens:
-        if screens[0].space != space:
-            raise ValueError("mutate 'screened': the ScreenedMutation was built for another search space")
         if not cache and screens[0].cache is None:
             raise ValueError("mutate 'screened' needs cache=True (its model learns from the cache's "
                              "records) or a ScreenedMutation with a cache bound")
