@@ -199,6 +199,10 @@ def pooling_patches(x: numpy.ndarray, layout: dict) -> numpy.ndarray:
     return out.reshape(ph * pw, n, hp * wp, kh * kw * c)
 
 
+#: floats of one individual's widest activation per tile (see tile_samples)
+TILE_FLOATS = 1 << 16
+
+
 def tile_samples(spec: NetworkSpec) -> int:
     """Samples per tile of a network without a first Dense layer: the graph runs the layers
     tile by tile (``tf.while_loop``), so a tile's activations, ``(chunk, tile, widest)`` with
@@ -208,9 +212,6 @@ def tile_samples(spec: NetworkSpec) -> int:
     depend on how many share a call."""
     widest = max(math.prod(shape) for shape in spec._shapes)
     return max(1, TILE_FLOATS // widest)
-
-
-TILE_FLOATS = 1 << 16
 
 
 def _norm_affine(tf: Any, layer: BatchNormSpec, variables: list) -> tuple[Any, Any]:
@@ -456,7 +457,6 @@ def _build_forward(spec: NetworkSpec) -> Callable:
                             h = tf.reshape(tf.transpose(h, (1, 2, 3, 0, 4)), (batch, hp, wp, -1))
                             prev_shape, mode = plan[done][1], "packed"
                         continue
-                        h = tf.reshape(tf.reduce_max(h, axis=0), (batch, hp, wp, -1))
                     else:
                         h = tf.nn.conv2d(h, kernel, layer.strides, layer.padding.upper())
                         pool_strides = pool_layer.strides or pool_layer.pool_size
