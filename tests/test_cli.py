@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from interrupts import sigint_default
 
 SUBCOMMANDS = ("compare", "hparams", "weights", "resume", "report")
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -120,7 +121,7 @@ def finished_run(tmp_path_factory):
 def test_sigint_then_resume_ends_like_an_uninterrupted_run(finished_run, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "deapnn", *SMALL_HPARAMS, "--out", str(tmp_path),
                              "--name", "cut"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
+                            text=True, env=ENV, preexec_fn=sigint_default)
     logbook = tmp_path / "cut" / "logbook.json"
     deadline = time.monotonic() + 240
     while not logbook.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from interrupts import sigint_default
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -77,7 +78,7 @@ def test_sigint_then_resume_of_a_weights_run_ends_like_an_uninterrupted_run(tmp_
                            text=True, timeout=300, env=ENV)
     assert whole.returncode == 0, whole.stderr[-3000:]
     proc = subprocess.Popen(_weights("--out", tmp_path, "--name", "cut"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+                            stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=sigint_default)
     state = tmp_path / "cut" / "weights_state.json"
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:
