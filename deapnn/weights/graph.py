@@ -222,34 +222,58 @@ def _norm_affine(tf: Any, layer: BatchNormSpec, variables: list) -> tuple[Any, A
     beta = next(it) if layer.center else None
     mean, variance = next(it), next(it)
     # 1 / sqrt, both exact IEEE operations: rsqrt's vectorised and scalar forms round
-    # differently, which made an individual's score depend on its place in the population
-    inv = 1.0 / tf.sqrt(variance + tf.constant(layer.epsilon, variance.dtype))
+    # differently, which made an individual's score depend on its place in the population.
+    # Written as DivNoNan: inside a tf.function grappler's arithmetic optimizer rewrites a
+    # plain ``x / sqrt(y)`` into ``x * rsqrt(y)`` (measured: then a population of 1-6 scored
+    # ~1e-7 apart from the same individuals in a larger chunk). DivNoNan is left alone; its
+    # 0 for a zero divisor is put back to inf, so such a network still fails as in Keras.
+    root = tf.sqrt(variance + tf.constant(layer.epsilon, variance.dtype))
+    inv = tf.where(tf.equal(root, 0.0), tf.constant(float("inf"), root.dtype),
+                   tf.math.divide_no_nan(tf.ones_like(root), root))
     if gamma is not None:
         inv = inv * gamma
     shift = -mean * inv if beta is None else beta - mean * inv
     return inv, shift
 
 
-def _pooled_tail(tf: Any, layer: Conv2DSpec, norm: tuple | None) -> Callable:
+def _pooled_tail(tf: Any, layer: Conv2DSpec, norm: tuple | None, xla: bool = False) -> Callable:
     """``(products (P, O, M, C), [sign], [bias], [inv, shift]) -> (P, M, C)``, the vectors
     ``(P, 1, C)``: the max over the ``O`` pooling offsets, then the sign, bias, activation and
-    batch normalisation steps of the pooled convolution (see ``_build_forward``), as separate
-    TensorFlow ops: exact per element whatever the shapes. (One XLA function was 14% faster
-    per tile but not bit-stable across population sizes: an individual's score changed with
-    its chunk, measured.)"""
-    def pooled_tail(h, *vectors):
+    batch normalisation steps of the pooled convolution (see ``_build_forward``).
+
+    With ``xla``, the max, sign, bias and activation are one XLA function: a single pass over
+    the products instead of one pass per TensorFlow op (these elementwise passes were two thirds
+    of a small convolutional network's time; its whole fitness 1.4x faster at 256 samples,
+    measured). Those steps are exact per element (a max, a sign flip, one rounded addition, a
+    monotone activation), so an individual's values do not depend on how many share the call
+    (tested, alone and in chunks). Batch normalisation's ``h * inv + shift`` is split between
+    two XLA functions, the product ending the first and the sum starting the second: in one
+    function XLA may fuse them into a multiply-add in its vector loops and not in their scalar
+    remainders, whose place moves with ``P`` (measured: an individual's score then changed with
+    its chunk). Without ``xla`` (the graph's fallback where XLA is unavailable), every step is
+    a TensorFlow op: the same values."""
+    def pooled(h, *vectors):
         it = iter(vectors)
         h = tf.reduce_max(h, axis=1)
-        sign = next(it) if norm is not None else None
-        if sign is not None:
-            h = h * sign
+        if norm is not None:
+            h = h * next(it)  # the sign
         if layer.use_bias:
             h = h + next(it)
         h = _activate(tf, h, layer.activation)
-        if norm is not None:
-            inv, shift = next(it), next(it)
-            h = _activate(tf, h * inv + shift, norm[0].activation)
-        return h
+        return h * next(it) if norm is not None else h  # times batch norm's inv
+
+    def shifted(h, shift):
+        return _activate(tf, h + shift, norm[0].activation)
+
+    def compiled(fn):
+        return tf.function(fn, jit_compile=True, autograph=False) if xla else fn
+
+    first, second = compiled(pooled), compiled(shifted)
+
+    def pooled_tail(h, *vectors):
+        if norm is None:
+            return first(h, *vectors)
+        return second(first(h, *vectors[:-1]), vectors[-1])
 
     return pooled_tail
 
@@ -313,6 +337,9 @@ def _build_forward(spec: NetworkSpec) -> Callable:
     is any sum holding one, so a probe is finite only where the individual's whole row is (or a
     sum overflowed, which the evaluator tells apart in numpy).
 
+    With ``xla=True``, a first convolution read as pooling patches finishes in one XLA function
+    (:func:`_pooled_tail`); the fitness graph asks for it where XLA runs.
+
     Representations: ``shared`` (B, ...) until the first weight layer; ``packed``
     (B, H, W, P*C) after a convolution (the population lives in the channel axis, so pooling and
     grouped convolution apply unchanged); ``stacked`` (P, B, U) after a Dense layer.
@@ -336,8 +363,10 @@ def _build_forward(spec: NetworkSpec) -> Callable:
         a, b, shape = spans[params[1]]
         return tf.reshape(matrix[:, a:b], (tf.shape(matrix)[0], *shape))
 
+    pooled_tails: dict = {}  # (plan step, xla) -> _pooled_tail, made once
+
     def forward(matrix: Any, x: Any, keep: Any = None, probe: bool = False,
-                tail: bool = False) -> Any:
+                tail: bool = False, xla: bool = False) -> Any:
         pop = tf.shape(matrix)[0]
         batch = tf.shape(x)[1 if patches else 0]
 
@@ -445,7 +474,9 @@ def _build_forward(spec: NetworkSpec) -> Callable:
                             [sign] if norm is not None else []) + (
                             [span(params[1])] if layer.use_bias else []) + (
                             [inv, shift] if norm is not None else [])]
-                        h = _pooled_tail(tf, layer, norm)(h, *vectors)  # (P, B * Hp * Wp, C)
+                        if (i, xla) not in pooled_tails:
+                            pooled_tails[i, xla] = _pooled_tail(tf, layer, norm, xla)
+                        h = pooled_tails[i, xla](h, *vectors)  # (P, B * Hp * Wp, C)
                         skip.update(pooled_steps(plan, i))
                         done = max(pooled_steps(plan, i))
                         if done + 1 < len(plan) and isinstance(plan[done + 1][0], FlattenSpec):
@@ -594,7 +625,7 @@ class BatchedGraph:
         tile = self.tile
         sample_axis = 1 if self.patches else 0
 
-        def tiled(matrix, x):
+        def tiled(matrix, x, xla):
             """The layers tile by tile of samples (:func:`tile_samples`): ``(h (P, K, B),
             bias, None, True)`` as ``forward(..., tail=True)`` returns."""
             batch = tf.shape(x)[sample_axis]
@@ -603,7 +634,7 @@ class BatchedGraph:
 
             def step(i, parts):
                 xs = x[:, i * tile:(i + 1) * tile] if sample_axis else x[i * tile:(i + 1) * tile]
-                h, _, _, classes_first = forward(matrix, xs, tail=True)
+                h, _, _, classes_first = forward(matrix, xs, tail=True, xla=xla)
                 # samples first, so that the tiles concatenate
                 h = tf.transpose(h, (2, 0, 1) if classes_first else (1, 0, 2))
                 return i + 1, parts.write(i, h)
@@ -613,7 +644,7 @@ class BatchedGraph:
 
         def body(xla, matrix, x, y, keep):
             if tile is not None:
-                h, bias, probe_out, classes_first = tiled(matrix, x)
+                h, bias, probe_out, classes_first = tiled(matrix, x, xla)
             else:
                 h, bias, probe_out, classes_first = forward(matrix, x, keep=keep, probe=probe,
                                                             tail=True)
