@@ -28,11 +28,18 @@ of random search's median to the GA's with a 90% bootstrap interval over the see
 
 ``--mutate screened`` replaces the hill climber's mutation by deapnn's surrogate-screened mutation
 (:mod:`deapnn.hparams.screened`): each child is the best of ``--screen-k`` candidate mutants
-(``--screen-base``) under one posterior draw (scaled by ``--explore``) of a ridge model of the
-gene values fitted on every network the run's evaluation cache holds; the candidates cost no
-evaluations. ``--tune screened`` ranks the settings of :data:`SCREENED_GRID` (on the tuned hill
-climber) instead of :data:`TUNING_GRID`. Tuned on seeds 1000-1099, the screened mutation is the
-script's default (``--mutate one_gene`` gives the plain hill climber).
+(``--screen-base``) under one posterior draw (scaled by ``--explore``) of a model of the gene
+values fitted on every network the run's evaluation cache holds; the candidates cost no
+evaluations. The model is ``--screen-model``: ``ridge`` (Bayesian ridge on one-hot gene values) or
+``gp`` (a Gaussian process whose categorical kernel mixes ``--additive`` main effects,
+``--pairwise`` interactions and a local ``exp(-differing genes / --lengthscale)`` term, with noise
+variance ``--noise``); ``--acquisition`` ranks the candidates by the draw (``thompson``), by mean +
+``--explore`` sd (``ucb``) or by expected improvement (``ei``). ``--tune screened`` ranks the
+settings of :data:`SCREENED_GRID` (on the tuned hill climber) instead of :data:`TUNING_GRID`.
+Tuned on seeds >= 1000, the screened mutation with :data:`TUNED_SURROGATE` (a GP with the additive
+kernel and noise 1: the ridge's main effects, shrunk more) is the script's default (``--mutate
+one_gene`` gives the plain hill climber, ``--screen-model ridge`` the first screened setting,
+whose results are kept in ``results/tabulated_screened_ridge.json``).
 
 To reproduce: ``python benchmarks/tabulated.py --seeds 100``
 (tuning: ``python benchmarks/tabulated.py --tune --first-seed 1000 --seeds 100``; the screened
@@ -56,7 +63,7 @@ from deap import algorithms
 
 import deapnn
 from deapnn.hparams import baselines, operators
-from deapnn.hparams.screened import ScreenedMutation
+from deapnn.hparams.screened import ACQUISITIONS, MODELS, ScreenedMutation
 from deapnn.hparams.space import SearchSpace
 
 TABLE = Path(__file__).parent / "data" / "digits_mlp_table.json"
@@ -87,22 +94,70 @@ TUNING_GRID: list[tuple[str, int | None, int, int | None, str, int | None, str, 
 ]
 
 
+#: The surrogate knobs of :class:`deapnn.hparams.screened.ScreenedMutation` this script sets, as
+#: ``ScreenedMutation keyword -> (command-line flag, default)``.
+SURROGATE_KNOBS: dict[str, tuple[str, Any]] = {
+    "model": ("--screen-model", "ridge"), "acquisition": ("--acquisition", "thompson"),
+    "alpha": ("--alpha", 1.0), "lengthscale": ("--lengthscale", 2.0), "noise": ("--noise", 0.5),
+    "additive": ("--additive", 0.0), "pairwise": ("--pairwise", 0.0)}
+
+#: The script's surrogate (tuned): a Gaussian process with the additive kernel only and noise
+#: variance 1 -- main effects of the gene values, more strongly shrunk than the ridge's.
+TUNED_SURROGATE: dict[str, Any] = {"model": "gp", "additive": 1.0, "noise": 1.0}
+
+
+def _knob_attr(keyword: str) -> str:
+    """The ``argparse`` attribute of a surrogate knob (``model`` is ``screen_model``)."""
+    return SURROGATE_KNOBS[keyword][0].lstrip("-").replace("-", "_")
+
+
 #: Surrogate-screened mutation settings ``--tune screened`` compares, each on the tuned
 #: hill climber (eaMuPlusLambda 1 + 2, initial 2, no crossover): ``(k, base mutation, base indpb,
-#: explore)`` (see :class:`deapnn.hparams.screened.ScreenedMutation`).
-SCREENED_GRID: list[tuple[int, str, float | None, float]] = [
-    (k, base, indpb, explore)
-    for k, (base, indpb), explore in itertools.product(
-        (16, 64), (("one_gene", None), ("resample", 0.3), ("resample", 0.5)), (0.25, 0.5, 1.0))
+#: explore, surrogate knobs)``, the knobs a dict of :data:`SURROGATE_KNOBS` keywords (the rest
+#: their defaults; see :class:`deapnn.hparams.screened.ScreenedMutation`). The first 18 are the
+#: first tuning (the ridge model); then ridge variants (explore, alpha, k, UCB / EI) and Gaussian
+#: processes (local, additive, pairwise kernels), all with 64 candidates from resample 0.3.
+SCREENED_GRID: list[tuple[int, str, float | None, float, dict[str, Any]]] = [
+    *[(k, base, indpb, explore, {"model": "ridge"})
+      for k, (base, indpb), explore in itertools.product(
+          (16, 64), (("one_gene", None), ("resample", 0.3), ("resample", 0.5)), (0.25, 0.5, 1.0))],
+    *[(64, "resample", 0.3, explore, {"model": "ridge", **knobs}) for explore, knobs in [
+        (0.1, {}), (0.0, {}), (0.25, {"alpha": 0.3}), (0.25, {"alpha": 3.0}),
+        (0.5, {"acquisition": "ucb"}), (1.0, {"acquisition": "ucb"}), (1.0, {"acquisition": "ei"})]],
+    (128, "resample", 0.3, 0.25, {"model": "ridge"}),
+    *[(64, "resample", 0.3, explore, {"model": "gp", **knobs}) for explore, knobs in [
+        (0.25, {"lengthscale": 0.5, "noise": 0.1}), (1.0, {"lengthscale": 0.5, "noise": 0.1}),
+        (0.25, {"lengthscale": 2.0, "noise": 0.5}),
+        (0.25, {"additive": 0.7, "lengthscale": 1.0, "noise": 0.3}),
+        (0.25, {"additive": 0.9, "lengthscale": 1.0, "noise": 0.3}),
+        (0.25, {"additive": 0.8, "lengthscale": 0.5, "noise": 0.3}),
+        (0.25, {"additive": 1.0, "noise": 0.1}), (0.25, {"additive": 1.0, "noise": 0.3}),
+        (0.25, {"additive": 1.0, "noise": 1.0}), (0.1, {"additive": 1.0, "noise": 0.3}),
+        (0.5, {"additive": 1.0, "noise": 0.3}), (0.5, {"additive": 1.0, "noise": 0.3, "acquisition": "ucb"}),
+        (0.25, {"additive": 0.5, "pairwise": 0.5, "noise": 0.3}),
+        (0.25, {"additive": 0.5, "pairwise": 0.5, "noise": 1.0}),
+        (0.25, {"additive": 0.7, "pairwise": 0.3, "noise": 1.0}),
+        (0.25, {"additive": 0.3, "pairwise": 0.7, "noise": 1.0}),
+        (0.25, {"additive": 0.4, "pairwise": 0.4, "lengthscale": 1.0, "noise": 1.0})]],
 ]
+
+
+def _cli_default(keyword: str) -> Any:
+    """The command line's default of a surrogate knob: :data:`TUNED_SURROGATE`'s, else
+    :class:`~deapnn.hparams.screened.ScreenedMutation`'s."""
+    return TUNED_SURROGATE.get(keyword, SURROGATE_KNOBS[keyword][1])
 
 
 def make_screen(space: SearchSpace, args: argparse.Namespace) -> ScreenedMutation:
     """The :class:`ScreenedMutation` of ``--mutate screened``: ``--screen-k`` candidates made by
-    ``--screen-base`` (``resample`` with ``--screen-indpb``), posterior draw scaled by ``--explore``."""
+    ``--screen-base`` (``resample`` with ``--screen-indpb``), ranked by the ``--screen-model``
+    surrogate's ``--acquisition`` (spread scaled by ``--explore``); ``args`` without a surrogate
+    knob take its default."""
     base = (operators.mut_one_gene if args.screen_base == "one_gene"
             else functools.partial(operators.mut_resample, indpb=args.screen_indpb))
-    return ScreenedMutation(space, k=args.screen_k, mutate=base, explore=args.explore)
+    knobs = {key: getattr(args, _knob_attr(key), default)
+             for key, (_, default) in SURROGATE_KNOBS.items()}
+    return ScreenedMutation(space, k=args.screen_k, mutate=base, explore=args.explore, **knobs)
 
 
 class TargetReached(Exception):
@@ -292,7 +347,9 @@ def tune(args: argparse.Namespace) -> list[dict[str, Any]]:
                                          "tournsize": tournsize or args.tournsize, "mutate": mutate,
                                          "cxpb": cxpb, "mutpb": mutpb})
         if screen is not None:
-            run_args.screen_k, run_args.screen_base, run_args.screen_indpb, run_args.explore = screen
+            run_args.screen_k, run_args.screen_base, run_args.screen_indpb, run_args.explore, knobs = screen
+            for key, (_, default) in SURROGATE_KNOBS.items():
+                setattr(run_args, _knob_attr(key), knobs.get(key, default))
         hits = [first_reach(run_ga(space, scores, s, run_args, stop_at=top1), top1) for s in seeds]
         settings = {"algorithm": algorithm, "initial": initial_size(run_args),
                     "population": population, "lambda": lambda_,
@@ -302,7 +359,9 @@ def tune(args: argparse.Namespace) -> list[dict[str, Any]]:
                     "ngen": generations(run_args, len(scores))}
         if screen is not None:
             settings.update(screen_k=run_args.screen_k, screen_base=run_args.screen_base,
-                            screen_indpb=run_args.screen_indpb, explore=run_args.explore)
+                            screen_indpb=run_args.screen_indpb, explore=run_args.explore,
+                            **{_knob_attr(key): getattr(run_args, _knob_attr(key))
+                               for key in SURROGATE_KNOBS})
         rows.append({"settings": settings, "top1": summary(hits)})
 
     def rank(row):
@@ -313,7 +372,7 @@ def tune(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows.sort(key=rank)
     print(f"tuning on seeds {seeds.start}-{seeds.stop - 1}: evaluations to the first top-1% "
           f"network, median [q1, q3] (runs that got there)\n")
-    width = 90 if args.tune == "screened" else 58
+    width = 130 if args.tune == "screened" else 58
     for row in rows:
         st, s = row["settings"], row["top1"]
         name = (f"eaSimple pop {st['population']}, tournament {st['tournsize']}"
@@ -323,7 +382,10 @@ def tune(args: argparse.Namespace) -> list[dict[str, Any]]:
         if st["mutate"] == "screened":
             name += (f", k {st['screen_k']} {st['screen_base']}"
                      + (f" {st['screen_indpb']:g}" if st["screen_indpb"] is not None else "")
-                     + f", explore {st['explore']:g}")
+                     + f", explore {st['explore']:g}, {st['screen_model']} {st['acquisition']}"
+                     + (f" alpha {st['alpha']:g}" if st["screen_model"] == "ridge" else
+                        f" l {st['lengthscale']:g} n {st['noise']:g} add {st['additive']:g}"
+                        f" pair {st['pairwise']:g}"))
         q3 = "never" if s["q3"] is None else f"{s['q3']:.0f}"
         med = "never" if s["median"] is None else f"{s['median']:.1f}"
         print(f"{name:<{width}}{st['mutate']:<10}{med:>7} [{s['q1']:.0f}, {q3}] ({s['reached']}/{s['runs']})")
@@ -372,6 +434,24 @@ def main() -> None:
                         help="screened: indpb of --screen-base resample")
     parser.add_argument("--explore", type=float, default=0.25,
                         help="screened: scale of the surrogate's posterior draw (0: greedy)")
+    parser.add_argument("--screen-model", default=_cli_default("model"), choices=list(MODELS),
+                        help="screened: the surrogate (ridge: additive Bayesian ridge on one-hot gene "
+                             "values; gp: Gaussian process with a categorical kernel)")
+    parser.add_argument("--acquisition", default=_cli_default("acquisition"),
+                        choices=list(ACQUISITIONS),
+                        help="screened: how candidates are ranked (thompson: one posterior draw; "
+                             "ucb: mean + explore * sd; ei: expected improvement)")
+    parser.add_argument("--alpha", type=float, default=_cli_default("alpha"),
+                        help="screened, ridge: prior precision of the gene-value effects")
+    parser.add_argument("--lengthscale", type=float, default=_cli_default("lengthscale"),
+                        help="screened, gp: kernel exp(-differing genes / lengthscale)")
+    parser.add_argument("--noise", type=float, default=_cli_default("noise"),
+                        help="screened, gp: observation noise variance (of unit-variance targets)")
+    parser.add_argument("--additive", type=float, default=_cli_default("additive"),
+                        help="screened, gp: weight of the additive (per-gene overlap) kernel")
+    parser.add_argument("--pairwise", type=float, default=_cli_default("pairwise"),
+                        help="screened, gp: weight of the pairwise-interaction kernel "
+                             "(--additive + --pairwise <= 1; the rest is the local kernel)")
     parser.add_argument("--tune", nargs="?", const="grid", default=None, choices=["grid", "screened"],
                         help="rank the settings of TUNING_GRID (--tune, --tune grid) or of "
                              "SCREENED_GRID (--tune screened) on the seeds (>= 1000) instead")
@@ -381,7 +461,9 @@ def main() -> None:
                         help="random search 'gives up' after this many evaluations "
                              "without improvement (reported separately)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="default results/tabulated.json (results/tabulated_tuning.json with --tune)")
+                        help="default results/tabulated_screened.json (--mutate screened, the default), "
+                             "else results/tabulated.json; results/tabulated_tuning.json with --tune, "
+                             "results/tabulated_screened_tuning.json with --tune screened")
     args = parser.parse_args()
     for flag, value, low in (("--seeds", args.seeds, 1), ("--population", args.population, 1),
                              ("--lambda", args.lambda_, 1), ("--tournsize", args.tournsize, 1),
@@ -395,6 +477,15 @@ def main() -> None:
             parser.error(f"{flag} must be in [0, 1], got {value}")
     if not (math.isfinite(args.explore) and args.explore >= 0):
         parser.error(f"--explore must be a finite number >= 0, got {args.explore}")
+    for flag, value in (("--alpha", args.alpha), ("--lengthscale", args.lengthscale),
+                        ("--noise", args.noise)):
+        if not (math.isfinite(value) and value > 0):
+            parser.error(f"{flag} must be a finite number > 0, got {value}")
+    if not 0.0 <= args.additive <= 1.0:
+        parser.error(f"--additive must be in [0, 1], got {args.additive}")
+    if not (0.0 <= args.pairwise and args.additive + args.pairwise <= 1.0):
+        parser.error(f"--pairwise must be >= 0 with --additive + --pairwise <= 1, got "
+                     f"{args.additive} + {args.pairwise}")
     if args.algorithm == "mu+lambda":  # DEAP's varOr: one operator per child, two parents to mate
         if args.cxpb + args.mutpb > 1.0:
             parser.error(f"--cxpb + --mutpb must be <= 1 for mu+lambda, got {args.cxpb} + {args.mutpb}")
@@ -410,7 +501,8 @@ def main() -> None:
         parser.error(f"--tune uses seeds >= {FIRST_TUNING_SEED} (below are the measurement seeds), "
                      f"got --first-seed {args.first_seed}")
     if args.out is None:
-        args.out = RESULTS / {None: "tabulated.json", "grid": "tabulated_tuning.json",
+        plain = "tabulated_screened.json" if args.mutate == "screened" else "tabulated.json"
+        args.out = RESULTS / {None: plain, "grid": "tabulated_tuning.json",
                               "screened": "tabulated_screened_tuning.json"}[args.tune]
     if args.tune:
         tune(args)

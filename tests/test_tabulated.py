@@ -49,7 +49,9 @@ def test_thresholds_are_the_best_and_the_ceil_one_percent_score():
      "mutpb": 0.5, "mutate": "resample"},
     {"algorithm": "mu+lambda", "initial": None, "population": 4, "cxpb": 0.5, "mutpb": 0.5},
     {"algorithm": "mu+lambda"},  # a (1 + 2) hill climber from 2 random genomes
-    {"algorithm": "mu+lambda", "mutate": "screened", "screen_base": "resample"},  # the defaults
+    {"algorithm": "mu+lambda", "mutate": "screened", "screen_base": "resample"},  # ridge
+    {"algorithm": "mu+lambda", "mutate": "screened", "screen_base": "resample", "screen_k": 64,
+     "explore": 0.25, "screen_model": "gp", "additive": 1.0, "noise": 1.0},  # the defaults
 ])
 def test_ga_never_evaluates_a_network_twice(monkeypatch, settings):
     monkeypatch.setattr(tabulated, "TableLookup", KeyedLookup)
@@ -116,6 +118,13 @@ def test_default_generations_can_spend_the_whole_space():
     (["--tune", "--first-seed", "990"], "--first-seed 990"),
     (["--mutate", "screened", "--screen-k", "0"], "--screen-k must be >= 1, got 0"),
     (["--mutate", "screened", "--explore", "-1"], "--explore must be a finite number >= 0, got -1.0"),
+    (["--screen-model", "svm"], "invalid choice: 'svm'"),
+    (["--acquisition", "pi"], "invalid choice: 'pi'"),
+    (["--lengthscale", "0"], "--lengthscale must be a finite number > 0, got 0.0"),
+    (["--noise", "nan"], "--noise must be a finite number > 0, got nan"),
+    (["--alpha", "-1"], "--alpha must be a finite number > 0, got -1.0"),
+    (["--additive", "2"], "--additive must be in [0, 1], got 2.0"),
+    (["--additive", "0.5", "--pairwise", "0.7"], "--additive + --pairwise <= 1, got 0.5 + 0.7"),
 ])
 def test_bad_settings_are_refused_before_any_run(monkeypatch, tmp_path, capsys, argv, message):
     out = tmp_path / "t.json"
@@ -164,16 +173,51 @@ def test_screened_mutation_is_a_registered_operator_learning_from_the_cache():
 
 
 def test_tune_screened_ranks_the_screened_grid(monkeypatch, tmp_path):
-    monkeypatch.setattr(tabulated, "SCREENED_GRID", [(4, "one_gene", None, 0.5), (8, "resample", 0.3, 0.0)])
+    monkeypatch.setattr(tabulated, "SCREENED_GRID", [
+        (4, "one_gene", None, 0.5, {}),
+        (8, "resample", 0.3, 0.0, {"model": "gp", "lengthscale": 1.0, "additive": 0.5})])
     out = tmp_path / "tune.json"
     monkeypatch.setattr(sys, "argv", ["tabulated.py", "--tune", "screened", "--first-seed",
                                       "1000", "--seeds", "4", "--out", str(out)])
     tabulated.main()
     rows = json.loads(out.read_text())["ranked"]
     assert [r["top1"]["runs"] for r in rows] == [4, 4]
-    assert sorted((r["settings"]["screen_k"], r["settings"]["screen_base"], r["settings"]["screen_indpb"],
-                   r["settings"]["explore"]) for r in rows) == [(4, "one_gene", None, 0.5),
-                                                                (8, "resample", 0.3, 0.0)]
+    fields = ("screen_k", "screen_base", "screen_indpb", "explore", "screen_model", "lengthscale", "additive")
+    assert sorted(tuple(r["settings"][f] for f in fields) for r in rows) == [
+        (4, "one_gene", None, 0.5, "ridge", 2.0, 0.0), (8, "resample", 0.3, 0.0, "gp", 1.0, 0.5)]
     assert all(r["settings"]["mutate"] == "screened" and r["settings"]["population"] == 1 for r in rows)
     medians = [r["top1"]["median"] for r in rows]
     assert medians == sorted(medians)
+
+
+def test_surrogate_flags_reach_the_screen(monkeypatch):
+    args = ga_args(mutate="screened", screen_k=8, screen_base="resample", screen_model="gp",
+                   acquisition="ucb", alpha=2.0, lengthscale=1.5, noise=0.2, additive=0.25)
+    screen = tabulated.make_screen(SPACE, args)
+    assert (screen.model, screen.acquisition, screen.alpha, screen.lengthscale, screen.noise,
+            screen.additive) == ("gp", "ucb", 2.0, 1.5, 0.2, 0.25)
+    plain = tabulated.make_screen(SPACE, ga_args(mutate="screened"))  # a Namespace without the knobs
+    assert (plain.model, plain.acquisition) == tuple(
+        tabulated.SURROGATE_KNOBS[k][1] for k in ("model", "acquisition"))
+    made = []
+    original = tabulated.make_screen
+    monkeypatch.setattr(tabulated, "make_screen",
+                        lambda space, a: made.append(original(space, a)) or made[-1])
+    trace = tabulated.run_ga(SPACE, SCORES, 5, ga_args(**{**vars(args), "ngen": 10}))
+    assert len(trace) == 2 + 10 * 2  # every child novel
+    assert made[0].model == "gp" and made[0].calls == 20 and made[0].screened > 0
+
+
+def test_the_default_command_runs_the_tuned_surrogate(monkeypatch, tmp_path):
+    out = tmp_path / "t.json"
+    monkeypatch.setattr(sys, "argv", ["tabulated.py", "--seeds", "2", "--first-seed", "5000",
+                                      "--ngen", "3", "--out", str(out)])
+    tabulated.main()
+    report = json.loads(out.read_text())
+    settings = report["settings"]
+    assert settings["mutate"] == "screened" and (settings["screen_k"], settings["explore"]) == (64, 0.25)
+    assert {key: settings[tabulated._knob_attr(key)] for key in tabulated.TUNED_SURROGATE} == \
+        tabulated.TUNED_SURROGATE == {"model": "gp", "additive": 1.0, "noise": 1.0}
+    assert " --screen-model gp " in report["command"] and " --additive 1.0 " in report["command"]
+    ga = report["results"]["GA (eaMuPlusLambda)"]["evaluations"]
+    assert ga["median"] == 2 + 3 * 2  # the initial 2, then 3 generations of 2 novel children
