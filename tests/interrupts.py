@@ -9,5 +9,7 @@ def sigint_default() -> None:
     A shell starts background jobs with SIGINT ignored, and Python then installs no
     KeyboardInterrupt handler, so a suite run in the background (``pytest &``, ``nohup``)
     would send its SIGINT into the void. The child should meet SIGINT as a terminal user's
-    program does."""
+    program does. SIGINT is also unblocked, in case the suite's process had it blocked (a
+    blocked signal stays blocked across exec, and would wait until the child had finished)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -128,8 +128,10 @@ def test_sigint_then_resume_ends_like_an_uninterrupted_run(finished_run, tmp_pat
         time.sleep(0.2)  # the first call (generations 0 and 1) has finished
     assert proc.poll() is None, proc.communicate()[1][-3000:]
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-3000:]
+    out, err = proc.communicate(timeout=120)
+    run_file = tmp_path / "cut" / "run.json"
+    assert proc.returncode == 130, (err[-3000:], out[-1000:], logbook.read_text()[-500:],
+                                    run_file.read_text()[-500:] if run_file.exists() else None)
     assert f"deapnn resume {tmp_path / 'cut'}" in err and "Traceback" not in err
     cut = json.loads(logbook.read_text())
     assert cut[-1]["gen"] < 4  # interrupted before the last generation
