@@ -209,20 +209,8 @@ class ScreenedMutation:
         self.explore = _check_real("ScreenedMutation explore", explore, 0.0, inclusive=True)
         self.alpha = _check_real("ScreenedMutation alpha", alpha, 0.0, inclusive=False)
         self.min_data = _check_int("ScreenedMutation min_data", min_data, 0)
-        if not isinstance(model, str):
-            raise TypeError(f"ScreenedMutation model must be a str ({' or '.join(map(repr, MODELS))}), "
-                            f"got {model!r}")
-        if model not in MODELS:
-            raise ValueError(f"ScreenedMutation model must be one of {', '.join(map(repr, MODELS))}, "
-                             f"got {model!r}")
-        self.model = model
-        if not isinstance(acquisition, str):
-            raise TypeError(f"ScreenedMutation acquisition must be a str "
-                            f"({' or '.join(map(repr, ACQUISITIONS))}), got {acquisition!r}")
-        if acquisition not in ACQUISITIONS:
-            raise ValueError(f"ScreenedMutation acquisition must be one of "
-                             f"{', '.join(map(repr, ACQUISITIONS))}, got {acquisition!r}")
-        self.acquisition = acquisition
+        self.model = _check_choice("ScreenedMutation model", model, MODELS)
+        self.acquisition = _check_choice("ScreenedMutation acquisition", acquisition, ACQUISITIONS)
         self.lengthscale = _check_real("ScreenedMutation lengthscale", lengthscale, 0.0, inclusive=False)
         self.noise = _check_real("ScreenedMutation noise", noise, 0.0, inclusive=False)
         self.additive = _check_real("ScreenedMutation additive", additive, 0.0, inclusive=True)
@@ -408,6 +396,16 @@ def _check_int(name: str, value: Any, low: int) -> int:
     if value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     return int(value)
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """``value`` if it is one of the strings ``choices``; else TypeError (not a str) or ValueError,
+    naming ``name`` and the value."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str ({' or '.join(map(repr, choices))}), got {value!r}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
 
 
 def _check_real(name: str, value: Any, low: float, inclusive: bool) -> float:
