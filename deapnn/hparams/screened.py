@@ -266,10 +266,7 @@ class ScreenedMutation:
         X, y = self.data(weight)
         if len(y) < max(self.min_data, 2):
             return None
-        t = _normal_scores(y)
-        precision = X.T @ X + self.alpha * np.eye(X.shape[1])
-        cov = np.linalg.inv(precision)
-        mean = cov @ (X.T @ t)
+        mean, cov = self._ridge_posterior(X, _normal_scores(y))
         if self.explore == 0:
             return mean
         chol = np.linalg.cholesky((cov + cov.T) / 2.0)
@@ -311,18 +308,28 @@ class ScreenedMutation:
         cdf = np.array([NormalDist().cdf(v) if math.isfinite(v) else float(v > 0) for v in z])
         return gain * cdf + sd * pdf
 
+    def _ridge_posterior(self, X: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ridge posterior of the gene-value effects given targets ``t`` at rows ``X``: its
+        mean and covariance."""
+        cov = np.linalg.inv(X.T @ X + self.alpha * np.eye(X.shape[1]))
+        return cov @ (X.T @ t), cov
+
     def _ridge_marginals(self, X: np.ndarray, t: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The ridge posterior's mean and standard deviation of the fitness at rows ``C``."""
-        cov = np.linalg.inv(X.T @ X + self.alpha * np.eye(X.shape[1]))
-        mean = C @ (cov @ (X.T @ t))
-        return mean, np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", C, cov, C), 0.0))
+        effects, cov = self._ridge_posterior(X, t)
+        return C @ effects, np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", C, cov, C), 0.0))
 
-    def _gp_marginals(self, X: np.ndarray, t: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The GP posterior's mean and standard deviation at rows ``C``."""
+    def _gp_posterior(self, X: np.ndarray, t: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, V)`` of the GP posterior at rows ``C`` given targets ``t`` at rows ``X``: the
+        posterior covariance there is ``kernel(C, C) - V.T @ V``."""
         L = np.linalg.cholesky(self._kernel(X, X) + self.noise * np.eye(len(X)))
         Kc = self._kernel(X, C)
         mean = Kc.T @ np.linalg.solve(L.T, np.linalg.solve(L, t))
-        V = np.linalg.solve(L, Kc)
+        return mean, np.linalg.solve(L, Kc)
+
+    def _gp_marginals(self, X: np.ndarray, t: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The GP posterior's mean and standard deviation at rows ``C``."""
+        mean, V = self._gp_posterior(X, t, C)
         var = np.diag(self._kernel(C, C)) - np.sum(V * V, 0)
         return mean, np.sqrt(np.maximum(var, 0.0))
 
@@ -346,14 +353,9 @@ class ScreenedMutation:
     def _gp_draw(self, X: np.ndarray, t: np.ndarray, C: np.ndarray) -> np.ndarray:
         """A joint posterior draw at rows ``C`` of a zero-mean, unit-variance GP with observation
         noise variance ``noise``, conditioned on targets ``t`` at rows ``X``."""
-        K = self._kernel(X, X) + self.noise * np.eye(len(X))
-        L = np.linalg.cholesky(K)
-        Kc = self._kernel(X, C)
-        alpha = np.linalg.solve(L.T, np.linalg.solve(L, t))
-        mean = Kc.T @ alpha
+        mean, V = self._gp_posterior(X, t, C)
         if self.explore == 0:
             return mean
-        V = np.linalg.solve(L, Kc)
         cov = self._kernel(C, C) - V.T @ V
         cov = (cov + cov.T) / 2.0 + 1e-8 * np.eye(len(C))
         w, U = np.linalg.eigh(cov)  # robust where Cholesky fails (duplicates, near-singular)
