@@ -236,7 +236,8 @@ def _norm_affine(tf: Any, layer: BatchNormSpec, variables: list) -> tuple[Any, A
     return inv, shift
 
 
-def _pooled_tail(tf: Any, layer: Conv2DSpec, norm: tuple | None, xla: bool = False) -> Callable:
+def _pooled_tail(tf: Any, layer: Conv2DSpec, norm: tuple | None, offsets: int,
+                 xla: bool = False, folded: bool = False) -> Callable:
     """``(products (P, O, M, C), [sign], [bias], [inv, shift]) -> (P, M, C)``, the vectors
     ``(P, 1, C)``: the max over the ``O`` pooling offsets, then the sign, bias, activation and
     batch normalisation steps of the pooled convolution (see ``_build_forward``).
@@ -251,16 +252,20 @@ def _pooled_tail(tf: Any, layer: Conv2DSpec, norm: tuple | None, xla: bool = Fal
     function XLA may fuse them into a multiply-add in its vector loops and not in their scalar
     remainders, whose place moves with ``P`` (measured: an individual's score then changed with
     its chunk). Without ``xla`` (the graph's fallback where XLA is unavailable), every step is
-    a TensorFlow op: the same values."""
+    a TensorFlow op: the same values.
+
+    With ``folded`` (batch normalisation's scale and shift are folded into the Dense layer
+    after it, see ``_build_forward``), the vectors are ``[sign], [bias]`` and the tail ends
+    after the activation."""
     def pooled(h, *vectors):
         it = iter(vectors)
-        h = tf.reduce_max(h, axis=1)
+        h = _max_of(tf, [h[:, o] for o in range(offsets)])
         if norm is not None:
             h = h * next(it)  # the sign
         if layer.use_bias:
             h = h + next(it)
         h = _activate(tf, h, layer.activation)
-        return h * next(it) if norm is not None else h  # times batch norm's inv
+        return h * next(it) if norm is not None and not folded else h  # times batch norm's inv
 
     def shifted(h, shift):
         return _activate(tf, h + shift, norm[0].activation)
@@ -271,11 +276,35 @@ def _pooled_tail(tf: Any, layer: Conv2DSpec, norm: tuple | None, xla: bool = Fal
     first, second = compiled(pooled), compiled(shifted)
 
     def pooled_tail(h, *vectors):
-        if norm is None:
+        if norm is None or folded:
             return first(h, *vectors)
         return second(first(h, *vectors[:-1]), vectors[-1])
 
     return pooled_tail
+
+
+def _fold_norm(tf: Any, kernel: Any, bias: Any, inv: Any, shift: Any, several: bool,
+               pop: Any) -> tuple[Any, Any]:
+    """A Dense layer after ``Flatten`` of a linear batch normalisation, ``(h * inv + shift) @
+    kernel + bias``, as ``h @ kernel' + bias'``: ``kernel' = inv * kernel`` (per input row) and
+    ``bias' = shift @ kernel + bias``, each per individual (``kernel (P, cells * C, K)``, ``bias
+    (P, K)`` or None, ``inv`` and ``shift (P, C)``, repeated over the cells as ``Flatten``
+    orders them). Made once from the weights: the batch normalisation then costs no pass over
+    the activations. A non-finite ``inv`` (a zero variance) gives a non-finite kernel and bias,
+    so the network still fails as in Keras."""
+    cells = tf.shape(kernel)[1] // tf.shape(inv)[1]
+    inv, shift = tf.tile(inv, (1, cells)), tf.tile(shift, (1, cells))
+    # a batched product, P >= 2 (``several``) or computed as two copies (see _matmul)
+    moved = (tf.matmul(shift[:, None, :], kernel) if several else
+             _matmul(tf, shift[:, None, :], kernel, pop))[:, 0, :]
+    return kernel * inv[:, :, None], moved if bias is None else moved + bias
+
+
+def _max_of(tf: Any, parts: list) -> Any:
+    """The elementwise max of ``parts`` as a tree of ``tf.maximum`` (exact in any order)."""
+    while len(parts) > 1:
+        parts = [tf.maximum(a, b) for a, b in zip(parts[::2], parts[1::2])] + parts[len(parts) & ~1:]
+    return parts[0]
 
 
 def _matmul(tf: Any, a: Any, b: Any, pop: Any, **options: Any) -> Any:
@@ -340,6 +369,11 @@ def _build_forward(spec: NetworkSpec) -> Callable:
     With ``xla=True``, a first convolution read as pooling patches finishes in one XLA function
     (:func:`_pooled_tail`); the fitness graph asks for it where XLA runs.
 
+    ``memo`` (a dict) keeps the tensors made from the weights alone (kernels, batch
+    normalisation's scale and shift, a batch normalisation folded into the next Dense layer,
+    :func:`_fold_norm`) between calls, so that a caller running the layers tile by tile makes
+    them once; ``several=True`` promises ``P >= 2`` (no batch-of-one guard per product).
+
     Representations: ``shared`` (B, ...) until the first weight layer; ``packed``
     (B, H, W, P*C) after a convolution (the population lives in the channel axis, so pooling and
     grouped convolution apply unchanged); ``stacked`` (P, B, U) after a Dense layer.
@@ -355,30 +389,32 @@ def _build_forward(spec: NetworkSpec) -> Callable:
     last = len(plan) - 1
     patches = patch_layout(spec) if first is None else None
 
-    def tail_bias(matrix: Any) -> Any:
-        """The last Dense layer's bias ``(P, K)`` (None without one, or merged)."""
-        layer, _, params, merged = plan[last]
-        if not isinstance(layer, DenseSpec) or not layer.use_bias or merged:
-            return None
-        a, b, shape = spans[params[1]]
-        return tf.reshape(matrix[:, a:b], (tf.shape(matrix)[0], *shape))
-
     pooled_tails: dict = {}  # (plan step, xla) -> _pooled_tail, made once
 
     def forward(matrix: Any, x: Any, keep: Any = None, probe: bool = False,
-                tail: bool = False, xla: bool = False) -> Any:
-        pop = tf.shape(matrix)[0]
+                tail: bool = False, xla: bool = False, memo: dict | None = None,
+                several: bool = False) -> Any:
+        memo = {} if memo is None else memo
+
+        def cached(key, fn):
+            """``fn()``, the tensors made from the weights only, once per ``memo``."""
+            if key not in memo:
+                memo[key] = fn()
+            return memo[key]
+
+        pop = cached("pop", lambda: tf.shape(matrix)[0])
         batch = tf.shape(x)[1 if patches else 0]
 
         def span(j):
             a, b, shape = spans[j]
-            return tf.reshape(matrix[:, a:b], (pop, *shape))
+            return cached(("span", j), lambda: tf.reshape(matrix[:, a:b], (pop, *shape)))
 
         h = x
         probe_out = None
         mode = "shared"
         prev_shape = tuple(spec.input_shape)
         skip: set[int] = set()  # plan steps already done (a pooling moved before its inputs)
+        folds: dict = {}  # Dense plan step -> the batch normalisation folded into it
         for i, (layer, out_shape, params, merged) in enumerate(plan):
             if i in skip or (patches and i < patches["step"]):
                 continue  # (x already holds the first convolution's input patches)
@@ -413,6 +449,11 @@ def _build_forward(spec: NetworkSpec) -> Callable:
                     h = tf.matmul(h[None], kernel)
                     if probe:
                         probe_out = h[:, 0, :]
+                elif i in folds:
+                    kernel, bias = cached(("folded", i), lambda: _fold_norm(
+                        tf, span(params[0]), span(params[1]) if layer.use_bias else None,
+                        *folds[i], several, pop))
+                    h = tf.matmul(h, kernel)
                 else:
                     h = tf.matmul(h, span(params[0]))
                     if layer.use_bias:
@@ -429,7 +470,8 @@ def _build_forward(spec: NetworkSpec) -> Callable:
             elif isinstance(layer, BatchNormSpec):
                 # inference: x * inv + (beta - mean * inv), inv = gamma / sqrt(variance + eps),
                 # each (P, C), broadcast where the representation keeps the population
-                inv, shift = _norm_affine(tf, layer, [span(j) for j in params])
+                inv, shift = cached(("norm", i), lambda: _norm_affine(
+                    tf, layer, [span(j) for j in params]))
                 if mode == "packed":  # (B, H, W, P * C)
                     h = h * tf.reshape(inv, (-1,)) + tf.reshape(shift, (-1,))
                 else:  # stacked (P, B, C)
@@ -437,8 +479,9 @@ def _build_forward(spec: NetworkSpec) -> Callable:
                 h = _activate(tf, h, layer.activation)
             elif isinstance(layer, Conv2DSpec):
                 kh, kw, cin, cout = spans[params[0]][2]
-                kernel = span(params[0])  # (P, kh, kw, cin, cout)
-                kernel = tf.reshape(tf.transpose(kernel, (1, 2, 3, 0, 4)), (kh, kw, cin, -1))
+                # (P, kh, kw, cin, cout) as (kh, kw, cin, P * cout)
+                kernel = cached(("kernel", i), lambda: tf.reshape(tf.transpose(
+                    span(params[0]), (1, 2, 3, 0, 4)), (kh, kw, cin, -1)))
                 pooled = _pool_first(plan, i)
                 if pooled is None:
                     h = tf.nn.conv2d(h, kernel, layer.strides, layer.padding.upper())
@@ -455,30 +498,47 @@ def _build_forward(spec: NetworkSpec) -> Callable:
                     # the pooled tensor, a quarter of the size for 2x2 pooling.
                     norm, pool_layer = pooled
                     if norm is not None:
-                        inv, shift = _norm_affine(tf, norm[0], [span(j) for j in norm[2]])
-                        sign = tf.reshape(tf.where(inv < 0, -1.0, 1.0), (-1,))
-                        kernel = kernel * sign
+                        inv, shift = cached(("pooled norm", i), lambda: _norm_affine(
+                            tf, norm[0], [span(j) for j in norm[2]]))
+                        sign = cached(("sign", i), lambda: tf.reshape(
+                            tf.where(inv < 0, -1.0, 1.0), (-1,)))
+                        kernel = cached(("signed", i), lambda: kernel * sign)
                     if patches and i == patches["step"]:
                         # x: (O, B, Hp * Wp, taps); the max over the O offsets of the patch
                         # products is the pooled convolution (see patch_layout). One product
                         # per individual, (O * B * Hp * Wp, taps) @ (taps, filters): the same
                         # matrix shapes whatever P, so the same bits per individual
                         hp, wp, _ = patches["pooled"]
-                        offsets, taps = tf.shape(h)[0], kh * kw * cin
-                        per = tf.reshape(span(params[0]), (pop, taps, cout))
-                        if norm is not None:
-                            per = per * tf.reshape(sign, (pop, 1, cout))
-                        h = _matmul(tf, tf.reshape(h, (1, -1, taps)), per, pop)
-                        h = tf.reshape(h, (pop, offsets, -1, cout))
-                        vectors = [tf.reshape(v, (pop, 1, cout)) for v in (
-                            [sign] if norm is not None else []) + (
-                            [span(params[1])] if layer.use_bias else []) + (
-                            [inv, shift] if norm is not None else [])]
+                        offsets, taps = math.prod(patches["pool"]), kh * kw * cin
+                        done = max(pooled_steps(plan, i))
+                        # a linear batch normalisation before Flatten and Dense: its scale and
+                        # shift go into that Dense layer's kernel and bias (see _fold_norm)
+                        folded = (norm is not None and norm[0].activation == "linear"
+                                  and done + 2 < len(plan)
+                                  and isinstance(plan[done + 1][0], FlattenSpec)
+                                  and isinstance(plan[done + 2][0], DenseSpec))
+                        if folded:
+                            folds[done + 2] = (inv, shift)
+
+                        def kernels():
+                            per = tf.reshape(span(params[0]), (pop, taps, cout))
+                            if norm is not None:
+                                per = per * tf.reshape(sign, (pop, 1, cout))
+                            return per, [tf.reshape(v, (pop, 1, cout)) for v in (
+                                [sign] if norm is not None else []) + (
+                                [span(params[1])] if layer.use_bias else []) + (
+                                [inv, shift] if norm is not None and not folded else [])]
+
+                        per, vectors = cached(("patches", i), kernels)
                         if (i, xla) not in pooled_tails:
-                            pooled_tails[i, xla] = _pooled_tail(tf, layer, norm, xla)
+                            pooled_tails[i, xla] = _pooled_tail(tf, layer, norm, offsets, xla,
+                                                                folded)
+                        h = tf.reshape(h, (1, -1, taps))
+                        # (the caller that promises several individuals skips _matmul's cond)
+                        h = tf.matmul(h, per) if several else _matmul(tf, h, per, pop)
+                        h = tf.reshape(h, (pop, offsets, -1, cout))
                         h = pooled_tails[i, xla](h, *vectors)  # (P, B * Hp * Wp, C)
                         skip.update(pooled_steps(plan, i))
-                        done = max(pooled_steps(plan, i))
                         if done + 1 < len(plan) and isinstance(plan[done + 1][0], FlattenSpec):
                             h = tf.reshape(h, (pop, batch, hp * wp * cout))  # Keras' order
                             skip.add(done + 1)
@@ -507,7 +567,6 @@ def _build_forward(spec: NetworkSpec) -> Callable:
             prev_shape = out_shape
         return h
 
-    forward.tail_bias = tail_bias
     forward.patches = patches
     return forward
 
@@ -627,20 +686,36 @@ class BatchedGraph:
 
         def tiled(matrix, x, xla):
             """The layers tile by tile of samples (:func:`tile_samples`): ``(h (P, K, B),
-            bias, None, True)`` as ``forward(..., tail=True)`` returns."""
+            bias, None, True)`` as ``forward(..., tail=True)`` returns.
+
+            What the layers make of the weights alone (kernels cut out and reshaped, batch
+            normalisation's scale and shift) is made once, before the loop, by a first
+            ``forward`` on one sample whose data ops TensorFlow prunes (their result is not
+            used); each tile reuses those tensors (``memo``), so a tile runs only the ops on
+            its samples. A population of one runs as two copies of itself (TensorFlow may
+            compute a batch of one with other kernels), decided once here rather than in
+            every tile (``several``)."""
+            pop = tf.shape(matrix)[0]
+            matrix = tf.cond(pop > 1, lambda: matrix, lambda: tf.concat([matrix, matrix], 0))
             batch = tf.shape(x)[sample_axis]
             count = (batch + tile - 1) // tile
             parts = tf.TensorArray(matrix.dtype, size=count, infer_shape=False)
+            memo: dict = {}
+            # (the last layer's bias too, which may hold a folded batch normalisation)
+            _, bias, _, _ = forward(matrix, x[:, :1] if sample_axis else x[:1], tail=True,
+                                    xla=xla, memo=memo, several=True)
 
             def step(i, parts):
                 xs = x[:, i * tile:(i + 1) * tile] if sample_axis else x[i * tile:(i + 1) * tile]
-                h, _, _, classes_first = forward(matrix, xs, tail=True, xla=xla)
+                h, _, _, classes_first = forward(matrix, xs, tail=True, xla=xla, memo=memo,
+                                                 several=True)
                 # samples first, so that the tiles concatenate
                 h = tf.transpose(h, (2, 0, 1) if classes_first else (1, 0, 2))
                 return i + 1, parts.write(i, h)
 
             _, parts = tf.while_loop(lambda i, _: i < count, step, (0, parts))
-            return tf.transpose(parts.concat(), (1, 2, 0)), forward.tail_bias(matrix), None, True
+            h = tf.transpose(parts.concat(), (1, 2, 0))[:pop]
+            return h, None if bias is None else bias[:pop], None, True
 
         def body(xla, matrix, x, y, keep):
             if tile is not None:
