@@ -698,23 +698,37 @@ class BatchedGraph:
             pop = tf.shape(matrix)[0]
             matrix = tf.cond(pop > 1, lambda: matrix, lambda: tf.concat([matrix, matrix], 0))
             batch = tf.shape(x)[sample_axis]
-            count = (batch + tile - 1) // tile
-            parts = tf.TensorArray(matrix.dtype, size=count, infer_shape=False)
+            count = batch // tile  # full tiles; the rest, if any, after the loop
+            parts = tf.TensorArray(matrix.dtype, size=count, element_shape=None)
             memo: dict = {}
             # (the last layer's bias too, which may hold a folded batch normalisation)
             _, bias, _, _ = forward(matrix, x[:, :1] if sample_axis else x[:1], tail=True,
                                     xla=xla, memo=memo, several=True)
 
+            def samples(a, b):
+                return x[:, a:b] if sample_axis else x[a:b]
+
+            def classes_first(h, first):  # (P, K, samples)
+                return h if first else tf.transpose(h, (0, 2, 1))
+
             def step(i, parts):
-                xs = x[:, i * tile:(i + 1) * tile] if sample_axis else x[i * tile:(i + 1) * tile]
-                h, _, _, classes_first = forward(matrix, xs, tail=True, xla=xla, memo=memo,
-                                                 several=True)
-                # samples first, so that the tiles concatenate
-                h = tf.transpose(h, (2, 0, 1) if classes_first else (1, 0, 2))
-                return i + 1, parts.write(i, h)
+                h, _, _, first = forward(matrix, samples(i * tile, (i + 1) * tile), tail=True,
+                                         xla=xla, memo=memo, several=True)
+                return i + 1, parts.write(i, h)  # (P, tile, K) or (P, K, tile)
 
             _, parts = tf.while_loop(lambda i, _: i < count, step, (0, parts))
-            h = tf.transpose(parts.concat(), (1, 2, 0))[:pop]
+            rest, _, _, first = forward(matrix, samples(count * tile, batch), tail=True, xla=xla,
+                                        memo=memo, several=True)
+            rest = classes_first(rest, first)
+
+            def stacked():
+                """The full tiles, (count, P, ...), as (P, K, count * tile): one transpose per
+                call instead of one per tile."""
+                full = tf.transpose(parts.stack(), (1, 2, 0, 3) if first else (1, 3, 0, 2))
+                return tf.reshape(full, (tf.shape(full)[0], tf.shape(full)[1], -1))
+
+            full = tf.cond(count > 0, stacked, lambda: rest[:, :, :0])
+            h = tf.concat([full, rest], axis=2)[:pop]
             return h, None if bias is None else bias[:pop], None, True
 
         def body(xla, matrix, x, y, keep):
