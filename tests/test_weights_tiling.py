@@ -125,3 +125,23 @@ def test_batch_norm_networks_score_the_same_bits_in_any_chunking(activation, fil
     assert (batched._graph.patches is not None) == (activation == "relu")
     for a, b in [(0, 1), (1, 3), (2, 7), (3, 4), (5, 11)]:
         assert [f[0] for f in batched.evaluate_population([v.copy() for v in w[a:b]])] == whole[a:b]
+
+
+@pytest.mark.parametrize("variance", [-1e-3, -0.5])
+def test_a_batch_norm_folded_into_the_dense_layer_still_fails_like_keras(variance):
+    """The pooling-patch path folds a linear batch normalisation before Flatten + Dense into that
+    Dense layer's kernel and bias. A variance of -epsilon (a zero divisor: inf) or below (NaN)
+    still makes the outputs non-finite, as in Keras: a recorded failure, the others unchanged."""
+    spec = conv_spec()
+    x, y = samples()
+    batched = BatchedEvaluator(spec, x, y, batch_size=None)
+    keras_path = BatchedEvaluator(spec.build_keras(), x, y, batch_size=None, path="fallback")
+    w = weights(batched, 4)
+    clean = batched.evaluate_population(w)
+    name, sl = next((n, s) for n, s in zip(batched.layout.names, batched.layout.slices())
+                    if n.endswith("variance"))
+    w[2, sl.start + 1] = variance
+    fits, expect = batched.evaluate_population(w), keras_path.evaluate_population(w)
+    assert is_failure(fits[2]) and is_failure(expect[2])
+    assert fits[2].reason == "non-finite network output"
+    assert [fits[i][0] for i in (0, 1, 3)] == [clean[i][0] for i in (0, 1, 3)]
