@@ -145,3 +145,18 @@ def test_a_batch_norm_folded_into_the_dense_layer_still_fails_like_keras(varianc
     assert is_failure(fits[2]) and is_failure(expect[2])
     assert fits[2].reason == "non-finite network output"
     assert [fits[i][0] for i in (0, 1, 3)] == [clean[i][0] for i in (0, 1, 3)]
+
+
+@pytest.mark.parametrize("shape, kernel, strides, padding, pool", [
+    ((9, 9, 2), (3, 3), (1, 1), "same", (2, 2)), ((28, 28, 1), (5, 5), (2, 2), "valid", (2, 2)),
+    ((17, 15, 3), (3, 2), (2, 1), "same", (3, 2))])
+def test_the_graph_gathers_the_same_patches_as_numpy(shape, kernel, strides, padding, pool):
+    """prepare() gathers the pooling patches inside TensorFlow (patch_indices): the same values,
+    bit for bit, as pooling_patches, padding zeros included."""
+    spec = NetworkSpec(shape, (Conv2DSpec(4, kernel, strides, padding, "relu"),
+                               PoolSpec("max", pool), FlattenSpec(), DenseSpec(3, "softmax")))
+    g = graph.BatchedGraph(spec)
+    x = np.random.default_rng(3).normal(size=(11, *shape)).astype(np.float32)
+    (chunk, _, count), = g.prepare(x, np.zeros(11, np.int32))[0]
+    assert count == 11
+    np.testing.assert_array_equal(chunk.numpy(), graph.pooling_patches(x, g.patches))
