@@ -412,13 +412,13 @@ class BatchedEvaluator:
             if self.path == "spec":
                 graph = self._ensure_graph()
                 params = graph.tensor(self._padded(chunk))
-                run, shape = graph.predict, graph.inputs
+                run, inputs = graph.predict, graph.inputs
             else:
                 graph = self._ensure_stateless()
                 params = graph_tensor(self._matrix(_two_rows(chunk)))
-                run, shape = graph.predict, lambda xs: xs
+                run, inputs = graph.predict, _constant
             for s in range(0, x.shape[0], sample_chunk):
-                xs = _constant(shape(x[s : s + sample_chunk]))
+                xs = inputs(x[s : s + sample_chunk])
                 part = run(params, xs).numpy()[: len(chunk)]
                 out[p : p + size, s : s + sample_chunk] = part
             del params

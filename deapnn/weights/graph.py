@@ -865,18 +865,21 @@ class BatchedGraph:
             cached = self._concrete[fused] = (fn, fn if trace is None else trace())
         return cached[1](*args)
 
-    def inputs(self, x: numpy.ndarray) -> numpy.ndarray:
-        """Samples ``x`` as the graph's input: with a first Dense layer, flat and padded with
-        zeros to :attr:`view_rows` features, a one at the bias row; with :attr:`patches`, the
-        first convolution's input patches (:func:`pooling_patches`); otherwise ``x`` itself."""
+    def inputs(self, x: numpy.ndarray) -> Any:
+        """Samples ``x`` as the graph's input tensor: with a first Dense layer, flat and padded
+        with zeros to :attr:`view_rows` features, a one at the bias row; with :attr:`patches`,
+        the first convolution's input patches (:func:`pooling_patches`' values, gathered in
+        TensorFlow, :attr:`gather_patches`); otherwise ``x`` itself."""
+        if self.patches:
+            return self.gather_patches(self.constant(numpy.reshape(x, (x.shape[0], -1))))
         if not self.flat_input:
-            return pooling_patches(x, self.patches) if self.patches else x
+            return self.constant(x)
         n = x.shape[0]
         out = numpy.zeros((n, self.view_rows), numpy.float32)
         out[:, : self.features] = x.reshape(n, -1)
         if self.merged:
             out[:, self.features] = 1.0
-        return out
+        return self.constant(out)
 
     def prepare(self, x: numpy.ndarray, y: numpy.ndarray,
                 chunk: int = 2048) -> tuple[list[tuple[Any, Any, int]], Any]:
@@ -904,12 +907,8 @@ class BatchedGraph:
         chunks = []
         for s in range(0, n, chunk):
             xs, ys = x[s : s + chunk], y[s : s + chunk]
-            if self.patches:
-                xs = self.gather_patches(self.constant(xs.reshape(xs.shape[0], -1)))
-            elif self.probe:
-                xs = self.constant(self.inputs(xs))
-            else:
-                xs = self.constant(xs)
+            # (pruned inputs are already the first layer's, without the bias row's padding)
+            xs = self.constant(xs) if self.pruned else self.inputs(xs)
             chunks.append((xs, self.constant(ys), len(y[s : s + chunk])))
         return chunks, keep
 
