@@ -160,3 +160,17 @@ def test_the_graph_gathers_the_same_patches_as_numpy(shape, kernel, strides, pad
     (chunk, _, count), = g.prepare(x, np.zeros(11, np.int32))[0]
     assert count == 11
     np.testing.assert_array_equal(chunk.numpy(), graph.pooling_patches(x, g.patches))
+
+
+@pytest.mark.parametrize("shape", [(5, 8, 8, 2), (5, 9, 9)])
+def test_samples_of_another_size_are_an_error_not_wrong_patches(shape):
+    """The patch gather indexes a flat sample: samples of another size raise a ValueError naming
+    both shapes (in scores and predict) instead of reading the wrong pixels."""
+    x, y = samples()
+    evaluator = BatchedEvaluator(conv_spec(), x, y, batch_size=None)
+    w = weights(evaluator, 2)
+    bad = np.zeros(shape, np.float32)
+    with pytest.raises(ValueError, match=r"\(9, 9, 2\)"):
+        evaluator.scores(w, bad, np.zeros(5, int))
+    with pytest.raises(ValueError, match=r"\(9, 9, 2\)"):
+        evaluator.predict(w, bad)

@@ -622,6 +622,7 @@ class BatchedGraph:
         import_tensorflow()
         import tensorflow as tf
 
+        self.spec = spec
         plan, self.spans = weight_plan(spec)
         first = _first_dense(plan)
         #: whether :meth:`fitness` takes pruned inputs (``keep``); see :meth:`prepare`
@@ -869,7 +870,13 @@ class BatchedGraph:
         """Samples ``x`` as the graph's input tensor: with a first Dense layer, flat and padded
         with zeros to :attr:`view_rows` features, a one at the bias row; with :attr:`patches`,
         the first convolution's input patches (:func:`pooling_patches`' values, gathered in
-        TensorFlow, :attr:`gather_patches`); otherwise ``x`` itself."""
+        TensorFlow, :attr:`gather_patches`); otherwise ``x`` itself.
+
+        Raises:
+            ValueError: If a sample of ``x`` does not hold the network's input size (the shapes
+                named): the patch gather would otherwise read the wrong pixels silently.
+        """
+        self.check_samples(x)
         if self.patches:
             return self.gather_patches(self.constant(numpy.reshape(x, (x.shape[0], -1))))
         if not self.flat_input:
@@ -880,6 +887,14 @@ class BatchedGraph:
         if self.merged:
             out[:, self.features] = 1.0
         return self.constant(out)
+
+    def check_samples(self, x: Any) -> None:
+        """Raise a ValueError naming the shapes unless each sample of ``x`` holds as many values
+        as the network's input, ``spec.input_shape``."""
+        shape = tuple(self.spec.input_shape)
+        if numpy.ndim(x) < 1 or math.prod(numpy.shape(x)[1:]) != math.prod(shape):
+            raise ValueError(f"samples of shape {tuple(numpy.shape(x))[1:]} do not fit the "
+                             f"network's input shape {shape}")
 
     def prepare(self, x: numpy.ndarray, y: numpy.ndarray,
                 chunk: int = 2048) -> tuple[list[tuple[Any, Any, int]], Any]:
@@ -892,6 +907,7 @@ class BatchedGraph:
         minibatches of 256 images leave out about 29% of the pixels); otherwise it is
         :meth:`inputs`. ``keep`` is None unless pruned.
         """
+        self.check_samples(x)
         n = x.shape[0]
         keep = None
         if self.pruned:
