@@ -159,7 +159,9 @@ def test_the_graph_gathers_the_same_patches_as_numpy(shape, kernel, strides, pad
     x = np.random.default_rng(3).normal(size=(11, *shape)).astype(np.float32)
     (chunk, _, count), = g.prepare(x, np.zeros(11, np.int32))[0]
     assert count == 11
-    np.testing.assert_array_equal(chunk.numpy(), graph.pooling_patches(x, g.patches))
+    # (samples last, the layout the graph's product reads: (taps, offsets, positions, samples))
+    np.testing.assert_array_equal(chunk.numpy(),
+                                  graph.pooling_patches(x, g.patches).transpose(3, 0, 2, 1))
 
 
 @pytest.mark.parametrize("shape", [(5, 8, 8, 2), (5, 9, 9)])
