@@ -70,6 +70,7 @@ def test_patch_path_and_sample_tiles_agree_with_keras_and_with_any_chunking(
     minibatch in one tile give Keras' fitness; an individual scores the same bits alone, in
     chunks or in the whole population, with batch normalisation too."""
     monkeypatch.setattr(graph, "TILE_FLOATS", tile_floats)
+    monkeypatch.setattr(graph, "TILE_POPULATION_FLOATS", 1)  # (no larger tiles for small P)
     spec = conv_spec(norm=norm)
     x, y = samples()
     batched = BatchedEvaluator(spec, x, y, batch_size=None)
@@ -89,6 +90,25 @@ def test_patch_path_and_sample_tiles_agree_with_keras_and_with_any_chunking(
     assert parts[8][0] == whole[8][0] and alone == whole[6][0]
     np.testing.assert_allclose(batched.predict(w[:2], x), keras_path.predict(w[:2], x),
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", [False, True])
+def test_an_individual_scores_the_same_bits_in_tiles_of_any_size(norm, monkeypatch):
+    """A call with few individuals takes larger tiles (TILE_POPULATION_FLOATS), so the tile
+    size depends on the population: an individual's scores must not. Tiles of 1, 7 and 30
+    samples (the whole minibatch), chosen by the per-individual or the population budget, give
+    the same bits."""
+    spec = conv_spec(norm=norm)
+    x, y = samples()
+    w = None
+    scores = []
+    for tile_floats, population_floats in [(243, 1), (7 * 243, 1), (243, 6 * 30 * 243)]:
+        monkeypatch.setattr(graph, "TILE_FLOATS", tile_floats)
+        monkeypatch.setattr(graph, "TILE_POPULATION_FLOATS", population_floats)
+        batched = BatchedEvaluator(spec, x, y, batch_size=None)
+        w = weights(batched, 6) if w is None else w
+        scores.append([f[0] for f in batched.evaluate_population(w)])
+    assert scores[0] == scores[1] == scores[2]
 
 
 def test_a_non_finite_weight_on_inputs_that_are_never_zero_is_still_a_failure():

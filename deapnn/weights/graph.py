@@ -218,6 +218,9 @@ def patch_indices(layout: dict) -> numpy.ndarray:
 
 #: floats of one individual's widest activation per tile (see tile_samples)
 TILE_FLOATS = 1 << 16
+#: floats of the whole population's widest activation per tile at least: a call with few
+#: individuals takes larger tiles (see BatchedGraph)
+TILE_POPULATION_FLOATS = 1 << 22
 
 
 def tile_samples(spec: NetworkSpec) -> int:
@@ -745,7 +748,8 @@ class BatchedGraph:
 
         tails: dict = {}
 
-        tile = self.tile
+        least = self.tile
+        widest = max(math.prod(shape) for shape in spec._shapes)
         sample_axis = 3 if self.patches else 0
 
         def tiled(matrix, x, xla):
@@ -758,9 +762,18 @@ class BatchedGraph:
             used); each tile reuses those tensors (``memo``), so a tile runs only the ops on
             its samples. A population of one runs as two copies of itself (TensorFlow may
             compute a batch of one with other kernels), decided once here rather than in
-            every tile (``several``)."""
+            every tile (``several``).
+
+            A tile holds :func:`tile_samples` samples, or more when the population is small:
+            as many as keep its widest activation, ``(P, tile, widest)``, at
+            :data:`TILE_POPULATION_FLOATS`, so that a call for a few individuals (a
+            generation's re-scored survivors) runs in a few tiles, not one per dozen samples
+            (5 individuals on 256 images: 1.4x faster, measured). An individual's values do
+            not depend on the tile (its products do not mix samples; tested from 1 sample
+            per tile to the whole minibatch), so its bits do not depend on ``P``."""
             pop = tf.shape(matrix)[0]
             matrix = tf.cond(pop > 1, lambda: matrix, lambda: tf.concat([matrix, matrix], 0))
+            tile = tf.maximum(least, TILE_POPULATION_FLOATS // (tf.shape(matrix)[0] * widest))
             batch = tf.shape(x)[sample_axis]
             count = batch // tile  # full tiles; the rest, if any, after the loop
             parts = tf.TensorArray(matrix.dtype, size=count, element_shape=None)
@@ -796,7 +809,7 @@ class BatchedGraph:
             return h, None if bias is None else bias[:pop], None, True
 
         def body(xla, matrix, x, y, keep):
-            if tile is not None:
+            if least is not None:
                 h, bias, probe_out, classes_first = tiled(matrix, x, xla)
             else:
                 h, bias, probe_out, classes_first = forward(matrix, x, keep=keep, probe=probe,
