@@ -15,8 +15,9 @@ per-individual scale and shift. A first Conv2D followed by such a non-overlappin
 reads its input as patches cut once per minibatch (:func:`patch_layout`): one matrix product
 of the population's kernels, as rows, with the patches of every pooling offset, the max taken
 at once, so the full-size convolution output is never written; a Dense layer after it reads
-the pooled features as columns (a transposed product), so they are never transposed. Networks without a first Dense layer run tile by tile of samples
-(:func:`tile_samples`), so that activations stay in cache from layer to layer. The last
+the pooled features as columns (a transposed product), so they are never transposed. Networks
+without a first Dense layer run tile by tile of samples (:func:`tile_samples`, larger tiles
+for a few individuals), so that activations stay in cache from layer to layer. The last
 layer's bias and activation and the head (softmax cross-entropy, accuracy) run per individual
 under XLA, with the classes as rows, so that the reductions over the classes are vectorised
 over the samples. When the first weight layer is Dense, input features that are zero in every
@@ -383,8 +384,8 @@ def _build_forward(spec: NetworkSpec) -> Callable:
     layer's outputs before its bias and activation, which the per-individual tail of
     :class:`BatchedGraph` adds, ``(P, B, K)`` (``classes_first`` False) or, after pooling
     patches, ``(P, K, B)`` (``classes_first`` True: the product computed transposed, see
-    below); and its ``bias`` ``(P, K)`` (None
-    without one, or when merged into a first layer's kernel). ``probe`` ``(P, units)`` (with ``probe=True``: a first Dense layer, not pruned)
+    below); and its ``bias`` ``(P, K)`` (None without one, or when merged into a first layer's
+    kernel). ``probe`` ``(P, units)`` (with ``probe=True``: a first Dense layer, not pruned)
     holds the first layer's pre-activations of the first sample of ``x``: that layer multiplies
     every weight of the padded row with an input of that sample (the rows after the bias meet
     zero inputs), and a product with a non-finite weight is non-finite (``0 * inf`` is NaN), as
