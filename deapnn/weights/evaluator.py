@@ -452,10 +452,10 @@ class BatchedEvaluator:
         individual the scores do not depend on it."""
         if self.path != "spec" or not any(isinstance(layer, Conv2DSpec) for layer in self.spec.layers):
             return self.chunk_size
-        widest = max(math.prod(shape) for shape in self.spec._shapes)
-        if tiled:
-            from deapnn.weights.graph import tile_samples
+        from deapnn.weights.graph import tile_samples, widest_activation
 
+        widest = widest_activation(self.spec)
+        if tiled:
             samples, budget = min(samples, tile_samples(self.spec)), TILE_CHUNK_FLOATS
         else:
             budget = 1 << 23

@@ -224,15 +224,19 @@ TILE_FLOATS = 1 << 16
 TILE_POPULATION_FLOATS = 1 << 22
 
 
+def widest_activation(spec: NetworkSpec) -> int:
+    """Values per sample of the network's largest layer output (the tiles' memory unit)."""
+    return max(math.prod(shape) for shape in spec._shapes)
+
+
 def tile_samples(spec: NetworkSpec) -> int:
-    """Samples per tile of a network without a first Dense layer: the graph runs the layers
-    tile by tile (``tf.while_loop``), so a tile's activations, ``(chunk, tile, widest)`` with
-    the evaluator's chunk of individuals, stay in cache from one layer to the next instead of
-    going through memory (a 2**16-float budget per individual; measured 1.3x faster for a
-    small convolutional network). Fixed by the spec alone, so an individual's scores do not
-    depend on how many share a call."""
-    widest = max(math.prod(shape) for shape in spec._shapes)
-    return max(1, TILE_FLOATS // widest)
+    """Samples per tile, at least, of a network without a first Dense layer: the graph runs
+    the layers tile by tile (``tf.while_loop``), so a tile's activations, ``(chunk, tile,
+    widest)`` with the evaluator's chunk of individuals, stay in cache from one layer to the
+    next instead of going through memory (a 2**16-float budget per individual; measured 1.3x
+    faster for a small convolutional network). A call with few individuals takes larger tiles
+    (:data:`TILE_POPULATION_FLOATS`); an individual's scores do not depend on the tile."""
+    return max(1, TILE_FLOATS // widest_activation(spec))
 
 
 def _norm_affine(tf: Any, layer: BatchNormSpec, variables: list) -> tuple[Any, Any]:
@@ -688,7 +692,8 @@ class BatchedGraph:
         forward = _build_forward(spec)
         #: the first convolution's input patches (:func:`patch_layout`), or None
         self.patches = forward.patches
-        #: samples per tile of the layers (:func:`tile_samples`); None with a first Dense layer
+        #: samples per tile of the layers at least (:func:`tile_samples`); None with a first
+        #: Dense layer
         self.tile = None if self.flat_input else tile_samples(spec)
         out_layer = spec.layers[-1]
         self.softmax_output = out_layer.activation == "softmax"
@@ -750,7 +755,7 @@ class BatchedGraph:
         tails: dict = {}
 
         least = self.tile
-        widest = max(math.prod(shape) for shape in spec._shapes)
+        widest = widest_activation(spec)
         sample_axis = 3 if self.patches else 0
 
         def tiled(matrix, x, xla):
